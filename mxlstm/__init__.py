@@ -1,0 +1,12 @@
+"""mxlstm: LSTM (memory cell) sequence models, trainers and deployment on MXNet/Gluon."""
+
+__version__ = "0.1.0"
+
+from mxlstm.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from mxlstm.errors import ConfigError, DataError, ModelFileError, MxlstmError  # noqa: E402
+from mxlstm.recurrent import GRU, LSTM, RNN, RecurrentLayer  # noqa: E402
+
+__all__ = [
+    "LSTMCell", "GRUCell", "RNNCell", "RecurrentLayer", "LSTM", "GRU", "RNN",
+    "MxlstmError", "DataError", "ConfigError", "ModelFileError", "__version__",
+]
