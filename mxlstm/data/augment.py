@@ -1,0 +1,520 @@
+"""Seeded, composable data augmentation for training samples.
+
+Every augmentation is a small class called as ``aug(x, rng) -> new_x`` with a numpy
+``Generator`` and applied with probability ``p``; none modifies ``x`` in place. Inputs:
+
+* sequences: ``(T, C)`` (or ``(T,)``) float32, time on axis 0;
+* images read as sequences: ``(rows, cols)``, rows are time steps;
+* text: a 1-D list/array of token ids.
+
+:class:`AugmentedDataset` wraps the *training* dataset only; evaluation data is simply
+not wrapped. The random stream of sample ``i`` in epoch ``e`` is
+``default_rng([seed, e, i])``, so results do not depend on order, batching or workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from mxnet import gluon
+
+from mxlstm.data.batching import epoch_seed
+from mxlstm.errors import ConfigError, DataError
+
+__all__ = [
+    "AugmentedDataset", "Augmentation", "Compose", "Jitter", "MixSameClass", "PixelShift",
+    "RandomCrop", "RandomSwap", "Scale", "SmallRotation", "TimeMask", "TimeShift",
+    "TimeStretch", "TokenDropout", "UnknownSubstitution", "build_augmentation", "rotate",
+]
+
+
+def _check_number(name: str, value: Any, low: float, high: float = math.inf,
+                  integer: bool = False) -> Any:
+    ok_type = isinstance(value, int | np.integer) if integer else isinstance(
+        value, int | float | np.integer | np.floating)
+    if isinstance(value, bool) or not ok_type or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind} in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _check_span(name: str, value: Any) -> int | float:
+    """Steps (int >= 0) or a fraction of the length (float in [0, 1))."""
+    _check_number(name, value, 0)
+    if isinstance(value, float | np.floating) and value >= 1:
+        if value != int(value):
+            raise ConfigError(f"{name}: use an int for steps or a fraction < 1, got {value}")
+        value = int(value)
+    return value
+
+
+def _steps(span: int | float, length: int) -> int:
+    """Steps of a span; a positive fraction gives at least one step."""
+    if isinstance(span, int | np.integer):
+        return int(span)
+    return max(1, int(span * length)) if span > 0 else 0
+
+
+def _seq(x: Any, ndims: tuple[int, ...] = (1, 2)) -> np.ndarray:
+    """``x`` as float32: a non-empty (T,) or (T, C) sequence, or with ``ndims=(2,)`` an image."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim not in ndims or arr.size == 0:
+        raise DataError(f"expected a non-empty {ndims}-D float array, got shape {arr.shape}")
+    return arr
+
+
+def _ids(x: Any) -> np.ndarray:
+    arr = np.array(x)
+    if arr.size == 0:
+        return arr.astype(np.int32)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"expected a 1-D array of token ids, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _shift(x: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Move ``x`` by ``k`` along ``axis`` (positive: later/right), zero fill."""
+    out = np.zeros_like(x)
+    n = x.shape[axis]
+    if abs(k) >= n:
+        return out
+    src, dst = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+    src[axis], dst[axis] = (slice(0, n - k), slice(k, n)) if k >= 0 else (slice(-k, n),
+                                                                          slice(0, n + k))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+class Augmentation:
+    """Base class: ``__call__(x, rng)`` applies :meth:`apply` with probability ``p``."""
+
+    def __init__(self, p: float = 1.0) -> None:
+        self.p = float(_check_number("p", p, 0.0, 1.0))
+
+    def __call__(self, x: Any, rng: np.random.Generator) -> Any:
+        if self.p < 1.0 and rng.random() >= self.p:
+            return x
+        return self.apply(x, rng)
+
+    def apply(self, x: Any, rng: np.random.Generator) -> Any:
+        """Return an augmented copy of ``x``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class Compose:
+    """Apply augmentations in order: ``Compose([TimeShift(3), Jitter(0.03)])(x, rng)``."""
+
+    def __init__(self, transforms: Sequence[Callable]) -> None:
+        self.transforms = list(transforms)
+        for t in self.transforms:
+            if not callable(t):
+                raise ConfigError(f"not an augmentation: {t!r}")
+
+    def __call__(self, x: Any, rng: np.random.Generator) -> Any:
+        for t in self.transforms:
+            x = t(x, rng)
+        return x
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
+
+
+class TimeShift(Augmentation):
+    """Shift in time by ``k ~ U{-m..m}`` steps; ``mode='pad'`` zero-fills, 'wrap' rolls.
+
+    ``max_shift`` is steps (int) or a fraction of the length (float < 1).
+    """
+
+    def __init__(self, max_shift: int | float, mode: str = "pad", p: float = 1.0) -> None:
+        super().__init__(p)
+        self.max_shift = _check_span("max_shift", max_shift)
+        if mode not in ("pad", "wrap"):
+            raise ConfigError(f"TimeShift mode must be 'pad' or 'wrap', got {mode!r}")
+        self.mode = mode
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        x = _seq(x)
+        m = min(_steps(self.max_shift, len(x)), len(x) - 1)
+        k = int(rng.integers(-m, m + 1))
+        return np.roll(x, k, axis=0) if self.mode == "wrap" else _shift(x, k, 0)
+
+
+class Jitter(Augmentation):
+    """Add Gaussian noise ``N(0, sigma^2)`` to every value."""
+
+    def __init__(self, sigma: float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.sigma = float(_check_number("sigma", sigma, 0.0))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        x = _seq(x)
+        return x + rng.normal(0.0, self.sigma, x.shape).astype(np.float32)
+
+
+class Scale(Augmentation):
+    """Multiply each channel by its own factor ``~ N(1, sigma^2)``."""
+
+    def __init__(self, sigma: float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.sigma = float(_check_number("sigma", sigma, 0.0))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        x = _seq(x)
+        return x * rng.normal(1.0, self.sigma, x.shape[1:]).astype(np.float32)
+
+
+class TimeMask(Augmentation):
+    """Zero a random contiguous span of ``1..max_width`` steps (int, or fraction < 1).
+
+    ``max_width=0`` masks nothing; a positive fraction masks at least one step.
+    """
+
+    def __init__(self, max_width: int | float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.max_width = _check_span("max_width", max_width)
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        x = _seq(x).copy()
+        widest = min(_steps(self.max_width, len(x)), len(x))
+        if widest == 0:
+            return x
+        width = int(rng.integers(1, widest + 1))
+        start = int(rng.integers(0, len(x) - width + 1))
+        x[start : start + width] = 0.0
+        return x
+
+
+class RandomCrop(Augmentation):
+    """Keep a random window of ``ceil(min_fraction * T)..T`` steps (changes the length)."""
+
+    def __init__(self, min_fraction: float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.min_fraction = float(_check_number("min_fraction", min_fraction, 1e-9, 1.0))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        x = _seq(x)
+        low = min(max(math.ceil(self.min_fraction * len(x)), 1), len(x))
+        size = int(rng.integers(low, len(x) + 1))
+        start = int(rng.integers(0, len(x) - size + 1))
+        return x[start : start + size].copy()
+
+
+class TimeStretch(Augmentation):
+    """Resample to ``round(T * f)`` steps, ``f ~ U(min_factor, max_factor)``, linearly.
+
+    ``f > 1`` slows the signal down (longer), ``f < 1`` speeds it up; the first and last
+    values are kept. Changes the length.
+    """
+
+    def __init__(self, min_factor: float, max_factor: float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.min_factor = float(_check_number("min_factor", min_factor, 1e-3, 1e3))
+        self.max_factor = float(_check_number("max_factor", max_factor, self.min_factor, 1e3))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        x = _seq(x)
+        size = max(1, int(round(len(x) * rng.uniform(self.min_factor, self.max_factor))))
+        pos = np.linspace(0.0, len(x) - 1, size)
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, len(x) - 1)
+        w = (pos - i0).reshape((-1,) + (1,) * (x.ndim - 1))
+        return ((1.0 - w) * x[i0] + w * x[i1]).astype(np.float32)
+
+
+class MixSameClass(Augmentation):
+    """Blend a sample with another of its class: ``lam*x + (1-lam)*other``.
+
+    ``lam ~ Beta(alpha, alpha)`` folded to ``>= 0.5`` so ``x`` dominates. A longer
+    ``other`` is cropped to a random window of ``x``'s length; a shorter one is blended
+    into the first ``len(other)`` steps. Only :class:`AugmentedDataset` can apply it (it
+    knows the other samples); calling it directly raises :class:`ConfigError`.
+    """
+
+    def __init__(self, alpha: float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.alpha = float(_check_number("alpha", alpha, 1e-6))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> Any:
+        raise ConfigError("MixSameClass needs other samples: use it inside AugmentedDataset")
+
+    def mix(self, x: Any, other: Any, rng: np.random.Generator) -> np.ndarray:
+        """Blend ``x`` (T, C) with ``other`` (T', C) as described above."""
+        x, other = _seq(x), _seq(other)
+        if x.shape[1:] != other.shape[1:]:
+            raise DataError(f"cannot mix shapes {x.shape} and {other.shape}")
+        lam = rng.beta(self.alpha, self.alpha)
+        lam = np.float32(max(lam, 1.0 - lam))
+        if len(other) > len(x):
+            start = int(rng.integers(0, len(other) - len(x) + 1))
+            other = other[start : start + len(x)]
+        out = x.copy()
+        out[: len(other)] = lam * x[: len(other)] + (1 - lam) * other
+        return out
+
+
+class PixelShift(Augmentation):
+    """Shift an image ``(rows, cols)`` by up to ``max_shift`` pixels each way, zero fill."""
+
+    def __init__(self, max_shift: int, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.max_shift = int(_check_number("max_shift", max_shift, 0, integer=True))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        x = _seq(x, (2,))
+        dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=2)
+        return _shift(_shift(x, int(dy), 0), int(dx), 1)
+
+
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate ``(rows, cols)`` about its centre, bilinear, zero outside.
+
+    Positive angles turn the picture clockwise as displayed (row 0 on top):
+    ``rotate(img, 90)`` equals ``np.rot90(img, -1)`` for a square image.
+    """
+    h, w = image.shape
+    theta = math.radians(degrees)
+    cos, sin = math.cos(theta), math.sin(theta)
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    dy, dx = np.mgrid[0:h, 0:w].astype(np.float64)
+    dy, dx = dy - cy, dx - cx
+    sy = cos * dy - sin * dx + cy  # source position of every output pixel
+    sx = sin * dy + cos * dx + cx
+    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+    fy, fx = sy - y0, sx - x0
+    out = np.zeros((h, w), dtype=np.float64)
+    for oy, ox, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        yi, xi = y0 + oy, x0 + ox
+        inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
+        values = image[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
+        out += np.where(inside, values, 0.0) * weight
+    return out.astype(np.float32)
+
+
+class SmallRotation(Augmentation):
+    """Rotate an image by an angle ``~ U(-max_degrees, max_degrees)`` (see :func:`rotate`)."""
+
+    def __init__(self, max_degrees: float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.max_degrees = float(_check_number("max_degrees", max_degrees, 0.0, 180.0))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        return rotate(_seq(x, (2,)), rng.uniform(-self.max_degrees, self.max_degrees))
+
+
+class TokenDropout(Augmentation):
+    """Drop each token with probability ``rate``, keeping order; never drops them all."""
+
+    def __init__(self, rate: float, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.rate = float(_check_number("rate", rate, 0.0, 1.0))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        ids = _ids(x)
+        keep = rng.random(len(ids)) >= self.rate
+        if len(ids) and not keep.any():
+            keep[rng.integers(len(ids))] = True
+        return ids[keep]
+
+
+class RandomSwap(Augmentation):
+    """Swap ``n`` randomly chosen pairs of neighbouring tokens, one after another."""
+
+    def __init__(self, n: int, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.n = int(_check_number("n", n, 0, integer=True))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        ids = _ids(x)
+        if len(ids) < 2:
+            return ids
+        for i in rng.integers(0, len(ids) - 1, size=self.n):
+            ids[i], ids[i + 1] = ids[i + 1], ids[i]
+        return ids
+
+
+class UnknownSubstitution(Augmentation):
+    """Replace each token by ``unk_id`` with probability ``rate``."""
+
+    def __init__(self, rate: float, unk_id: int, p: float = 1.0) -> None:
+        super().__init__(p)
+        self.rate = float(_check_number("rate", rate, 0.0, 1.0))
+        self.unk_id = int(_check_number("unk_id", unk_id, 0, integer=True))
+
+    def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
+        ids = _ids(x)
+        ids[rng.random(len(ids)) < self.rate] = self.unk_id
+        return ids
+
+
+class AugmentedDataset(gluon.data.Dataset):
+    """Apply ``transform`` to the features of a training dataset's samples.
+
+    Samples are ``(features, label[, length])``. ``features`` is copied first (the wrapped
+    dataset is never modified); the label is returned untouched and ``length`` becomes the
+    new ``len(features)`` when the transform changes it (so ``features`` must not be
+    padded). Sample ``i`` of epoch ``e`` uses ``np.random.default_rng([seed, e, i])``; the
+    epoch is :meth:`set_epoch`'s value, or the one an
+    :class:`~mxlstm.data.batching.EpochIndex` from ``make_loader`` carries (which also
+    reaches worker processes).
+
+    A :class:`MixSameClass` inside ``transform`` (a top-level entry of a :class:`Compose`)
+    runs first, with a random other sample of the same class taken from ``labels`` (read
+    from the samples when not given).
+    """
+
+    def __init__(self, dataset: Any, transform: Callable | None, seed: int,
+                 labels: Sequence | np.ndarray | None = None) -> None:
+        self._dataset = dataset
+        epoch_seed(seed)  # validates
+        self._seed = int(seed)
+        self._epoch = 0
+        items = transform.transforms if isinstance(transform, Compose) else (
+            [] if transform is None else [transform])
+        mixes = [t for t in items if isinstance(t, MixSameClass)]
+        if len(mixes) > 1:
+            raise ConfigError("at most one MixSameClass per transform")
+        self._mix = mixes[0] if mixes else None
+        self._transform = Compose([t for t in items if not isinstance(t, MixSameClass)])
+        self._by_class: dict[Any, np.ndarray] = {}
+        if self._mix is not None:
+            if labels is None:
+                labels = [dataset[i][1] for i in range(len(dataset))]
+            self._labels = np.asarray(labels)
+            if self._labels.shape != (len(dataset),):
+                raise DataError(f"labels must have shape ({len(dataset)},), "
+                                f"got {self._labels.shape}")
+            for key in np.unique(self._labels):
+                self._by_class[key] = np.flatnonzero(self._labels == key)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch`` for indices that do not carry their own."""
+        epoch_seed(self._seed, epoch)
+        self._epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, idx: int) -> tuple:
+        epoch = getattr(idx, "epoch", self._epoch)
+        index = int(idx) + (len(self) if int(idx) < 0 else 0)
+        sample = self._dataset[index]
+        if not isinstance(sample, tuple | list) or len(sample) not in (2, 3):
+            raise DataError(f"sample {index}: expected (features, label[, length])")
+        rng = np.random.default_rng([self._seed, int(epoch), index])
+        features = np.array(sample[0], copy=True)
+        x = features
+        if self._mix is not None and (self._mix.p >= 1.0 or rng.random() < self._mix.p):
+            x = self._mixed(x, index, rng)
+        x = self._transform(x, rng)
+        if len(sample) == 2:
+            return x, sample[1]
+        length = sample[2]
+        if len(x) != len(features):
+            length = np.asarray(length).dtype.type(len(x))
+        return x, sample[1], length
+
+    def _mixed(self, x: np.ndarray, index: int, rng: np.random.Generator) -> np.ndarray:
+        pool = self._by_class[self._labels[index]]
+        pool = pool[pool != index]
+        if len(pool) == 0:
+            return x
+        other = self._dataset[int(rng.choice(pool))][0]
+        return self._mix.mix(x, other, rng)
+
+
+_BY_NAME: dict[str, Callable[..., Augmentation]] = {
+    "shift": TimeShift, "wrapshift": functools.partial(TimeShift, mode="wrap"),
+    "jitter": Jitter, "scale": Scale, "mask": TimeMask, "crop": RandomCrop,
+    "stretch": TimeStretch, "mix": MixSameClass, "pixelshift": PixelShift,
+    "rotate": SmallRotation, "tokendrop": TokenDropout, "swap": RandomSwap,
+    "unk": UnknownSubstitution,
+}
+
+
+def _from_value(name: str, value: Any, unk_id: int | None) -> Augmentation:
+    if name == "stretch":
+        return TimeStretch(1.0 - _check_number("stretch", value, 0.0, 0.999), 1.0 + value)
+    if name == "unk":
+        if unk_id is None:
+            raise ConfigError("'unk' needs unk_id (build_augmentation(..., unk_id=...))")
+        return UnknownSubstitution(value, unk_id)
+    return _BY_NAME[name](value)
+
+
+def _make(name: str, value: Any, unk_id: int | None) -> Augmentation:
+    if name not in _BY_NAME:
+        raise ConfigError(f"unknown augmentation {name!r}; known: {', '.join(_BY_NAME)}")
+    if not isinstance(value, Mapping):
+        return _from_value(name, value, unk_id)
+    kwargs = dict(value)
+    if name == "unk" and unk_id is not None:
+        kwargs.setdefault("unk_id", unk_id)
+    try:
+        return _BY_NAME[name](**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"augmentation {name!r}: {err}") from None
+
+
+def _parse_number(text: str, where: str) -> int | float:
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            return value
+    raise ConfigError(f"{where}: {text!r} is not a finite number")
+
+
+def build_augmentation(spec: str | Mapping[str, Any] | None,
+                       unk_id: int | None = None) -> Compose:
+    """Parse an augmentation spec into a :class:`Compose`, in the order given.
+
+    Parameters
+    ----------
+    spec : str or dict or None
+        ``"shift:0.1,jitter:0.03,scale:0.1,mask:0.1@0.5"``: comma-separated
+        ``name:value[@p]`` with ``p`` the probability of applying it, or a dict
+        ``{name: value}`` / ``{name: {keyword: value, ...}}`` (keywords of the class).
+        Names and their value: ``shift``/``wrapshift`` max steps (int) or fraction (<1),
+        ``jitter`` and ``scale`` sigma, ``mask`` max width (steps or fraction), ``crop``
+        min fraction, ``stretch`` v for factors in ``[1-v, 1+v]``, ``mix`` alpha,
+        ``pixelshift`` pixels, ``rotate`` degrees, ``tokendrop`` and ``unk`` rate,
+        ``swap`` count. Empty or None gives an identity Compose.
+    unk_id : int, optional
+        Token id used by ``unk``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown names, malformed entries, values out of range.
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return Compose([])
+    if isinstance(spec, Mapping):
+        return Compose([_make(str(k), v, unk_id) for k, v in spec.items()])
+    if not isinstance(spec, str):
+        raise ConfigError(f"augmentation spec must be a string or a dict, got {type(spec)}")
+    augs = []
+    for item in spec.split(","):
+        body, _, prob = item.strip().partition("@")
+        name, sep, value = body.partition(":")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"augmentation entry {item!r}: expected name:value[@p]")
+        aug = _make(name.strip(), _parse_number(value.strip(), item), unk_id)
+        if prob:
+            aug.p = float(_check_number("p", _parse_number(prob.strip(), item), 0.0, 1.0))
+        augs.append(aug)
+    return Compose(augs)

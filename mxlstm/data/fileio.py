@@ -1,0 +1,102 @@
+"""Low-level file reading shared by the data readers: bytes, UTF-8 text, embedded files.
+
+Every failure is reported as a :class:`~mxlstm.errors.DataError` naming the file and,
+where it can be located, the 1-based line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+
+from mxlstm.errors import DataError
+
+FILES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
+
+PathLike = str | os.PathLike
+
+
+def embedded_path(relative: str) -> str:
+    """Return the absolute path of a file shipped in ``mxlstm/data/files``.
+
+    Parameters
+    ----------
+    relative : str
+        Path relative to ``mxlstm/data/files``, e.g. ``"uea/GunPoint_TRAIN.ts"``.
+
+    Raises
+    ------
+    DataError
+        If no such embedded file exists.
+    """
+    path = os.path.join(FILES_DIR, *relative.replace("\\", "/").split("/"))
+    if not os.path.isfile(path):
+        raise DataError("no such embedded data file", path=path)
+    return path
+
+
+def read_bytes(path: PathLike) -> bytes:
+    """Read a whole file; names ending in ``.gz`` are decompressed.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, is a directory, or cannot be read / decompressed.
+    """
+    path = os.fspath(path)
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, expected a file", path=path) from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read file ({err})", path=path) from None
+
+
+def decode_text(raw: bytes, path: PathLike | None = None) -> str:
+    """Decode UTF-8 bytes (a leading BOM is dropped) and keep line numbers for errors.
+
+    Raises
+    ------
+    DataError
+        On the first byte that is not valid UTF-8, naming its line and column.
+    """
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(
+            f"invalid UTF-8 byte 0x{raw[err.start]:02x} at column {column}", path=path, line=line
+        ) from None
+
+
+def read_text(path: PathLike) -> str:
+    """Read a UTF-8 text file (optionally ``.gz``) into one string."""
+    return decode_text(read_bytes(path), path)
+
+
+def read_lines(path: PathLike, allow_empty: bool = False) -> list[str]:
+    """Read a UTF-8 text file into lines split on ``\\n`` only (``\\r`` stripped).
+
+    Line ``i`` of the file is element ``i - 1`` of the result.
+
+    Raises
+    ------
+    DataError
+        As :func:`read_bytes` / :func:`decode_text`, or ``empty file`` when the file holds
+        only whitespace and ``allow_empty`` is false.
+    """
+    text = read_text(path)
+    if not allow_empty and not text.strip():
+        raise DataError("empty file", path=path)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
