@@ -1,0 +1,90 @@
+"""What every task hands the trainer, and helpers the task modules share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mxnet import gluon
+
+from mxlstm.data.augment import AugmentedDataset, build_augmentation
+from mxlstm.data.batching import make_loader
+from mxlstm.models import SequenceModel
+from mxlstm.training.config import RunConfig
+from mxlstm.training.objectives import Objective
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs.
+
+    ``meta`` is JSON-able and describes the model's inputs and outputs (input spec,
+    label names, normalisation statistics, tokeniser) for evaluation and export;
+    ``files`` are extra files (e.g. ``vocab.json``) saved beside it.
+    """
+
+    model: gluon.HybridBlock
+    objective: Objective
+    train_loader: Any
+    valid_loader: Any
+    test_loader: Any
+    steps_per_epoch: int
+    meta: dict
+    files: dict[str, str] = field(default_factory=dict)
+    sample_batch: tuple | None = None
+
+
+def head_units(spec: str) -> tuple[int, ...]:
+    """``'256,128'`` -> ``(256, 128)``."""
+    return tuple(int(u) for u in spec.split(",") if u.strip())
+
+
+def encoder_options(cfg: RunConfig) -> dict:
+    """RecurrentLayer / cell keyword arguments from ``cfg.model``."""
+    m = cfg.model
+    options = {
+        "num_layers": m.num_layers, "bidirectional": m.bidirectional, "dropout": m.dropout,
+        "fused": {"auto": "auto", "true": True, "false": False}[m.fused],
+        "weight_dropout": m.weight_dropout, "recurrent_dropout": m.recurrent_dropout,
+        "zoneout": m.zoneout,
+    }
+    if m.cell == "lstm":
+        options.update(forget_bias=m.forget_bias, peephole=m.peephole, layer_norm=m.layer_norm,
+                       cell_clip=m.cell_clip or None, projection_size=m.projection_size or None)
+    return options
+
+
+def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = None,
+                   per_step: bool = False) -> SequenceModel:
+    """The classifier / regressor / tagger of ``cfg.model``."""
+    m = cfg.model
+    return SequenceModel(
+        num_outputs, hidden_size=m.hidden_size, cell_type=m.cell, vocab_size=vocab_size,
+        embed_size=m.embed_size, embedding_dropout=m.embedding_dropout,
+        input_projection=m.input_projection or None, input_dropout=m.input_dropout,
+        pooling=m.pooling, head_units=head_units(m.head_units), head_dropout=m.head_dropout,
+        per_step=per_step, **encoder_options(cfg))
+
+
+def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,
+            unk_id: int | None = None) -> tuple[Any, Any, Any, int]:
+    """Seeded loaders; augmentation wraps the training split only."""
+    d, t = cfg.data, cfg.train
+    lengths = [sample_length(train, i) for i in range(len(train))] if d.num_buckets else None
+    if d.augment:
+        train = AugmentedDataset(train, build_augmentation(d.augment, unk_id=unk_id),
+                                 seed=t.seed)
+    train_loader = make_loader(train, t.batch_size, True, t.seed, lengths=lengths,
+                               num_buckets=d.num_buckets or None, num_workers=d.num_workers,
+                               batchify_fn=pad_batchify_fn)
+    kwargs = {"batchify_fn": pad_batchify_fn}
+    valid_loader = make_loader(valid, t.eval_batch_size, False, t.seed, **kwargs)
+    test_loader = make_loader(test, t.eval_batch_size, False, t.seed, **kwargs)
+    steps = len(train_loader)
+    if t.max_batches:
+        steps = min(steps, t.max_batches)
+    return train_loader, valid_loader, test_loader, steps
+
+
+def sample_length(dataset, index: int) -> int:
+    return int(dataset[index][-1])

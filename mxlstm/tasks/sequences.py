@@ -1,0 +1,124 @@
+"""Sequence classification on numeric series: digits (image rows), UEA/UCR sets, user files.
+
+Splits: digits — stratified 80/20 from ``RandomState(0)`` (test), then a stratified
+``data.valid_fraction`` of the rest (validation, seeded by ``train.seed``); UEA — the
+archive's own TRAIN/TEST files, validation carved from TRAIN the same way.
+Normalisation statistics are computed on the training part only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mxlstm.data.sources import (
+    NormalizationStats,
+    SequenceDataset,
+    load_csv_series,
+    load_digits,
+    load_idx,
+    load_npz,
+    load_ts,
+    load_uea,
+    stratified_split,
+)
+from mxlstm.errors import ConfigError, DataError
+from mxlstm.tasks.base import Prepared, loaders, sequence_model
+from mxlstm.training.config import RunConfig
+from mxlstm.training.objectives import Classification
+
+PRESETS = {
+    "digits": {"model.hidden_size": 128, "model.bidirectional": True, "model.head_units": "256",
+               "model.head_dropout": 0.3, "train.epochs": 40, "train.lr": 3e-3,
+               "train.batch_size": 64, "train.schedule": "cosine",
+               "data.augment": "pixelshift:1@0.5,rotate:10@0.5"},
+    "vowels": {"data.name": "JapaneseVowels", "model.hidden_size": 128,
+               "model.bidirectional": True, "model.pooling": "mean", "train.epochs": 40,
+               "train.lr": 3e-3, "train.batch_size": 32, "train.schedule": "cosine",
+               "data.valid_fraction": 0.2, "data.augment": "jitter:0.05@0.5,scale:0.1@0.5"},
+    "uea": {"model.hidden_size": 128, "model.bidirectional": True, "model.pooling": "mean",
+            "train.epochs": 40, "train.lr": 3e-3, "train.batch_size": 32,
+            "train.schedule": "cosine", "data.valid_fraction": 0.2},
+}
+
+
+def read_series_file(path: str) -> SequenceDataset:
+    """A user's series file by extension: ``.ts``, ``.npz``, ``.csv``, or an IDX pair
+    ``images-idx3-ubyte[.gz]`` (labels found by replacing ``images-idx3`` with ``labels-idx1``)."""
+    name = Path(path).name.lower()
+    if name.endswith(".ts"):
+        return load_ts(path)
+    if name.endswith(".npz"):
+        return load_npz(path, allow_pickle=False)
+    if name.endswith((".csv", ".csv.gz")):
+        return load_csv_series(path)
+    if "idx3-ubyte" in name:
+        labels = str(path).replace("images-idx3", "labels-idx1").replace("images.idx3",
+                                                                          "labels.idx1")
+        return load_idx(path, labels)
+    raise DataError("unknown series format (expected .ts, .npz, .csv or an IDX images file)",
+                    path=path)
+
+
+def _splits(cfg: RunConfig) -> tuple[SequenceDataset, SequenceDataset]:
+    """(train+valid, test) before normalisation."""
+    d = cfg.data
+    if d.path:
+        full = read_series_file(d.path)
+        if d.test_path:
+            return full, read_series_file(d.test_path)
+        train_idx, test_idx = stratified_split(full.labels, 0.2, seed=0)
+        return full.subset(train_idx), full.subset(test_idx)
+    if cfg.task == "digits":
+        full = load_digits()
+        train_idx, test_idx = stratified_split(full.labels, 0.2, seed=0)
+        return full.subset(train_idx), full.subset(test_idx)
+    try:
+        return load_uea(d.name, "train"), load_uea(d.name, "test")
+    except (KeyError, ValueError, DataError) as err:
+        raise ConfigError(f"data.name: {err}") from None
+
+
+def _align_labels(test: SequenceDataset, names: list[str]) -> SequenceDataset:
+    """Re-index ``test`` labels to the training label names; unknown labels are errors."""
+    if test.label_names == names:
+        return test
+    index = {n: k for k, n in enumerate(names)}
+    labels = []
+    for k in test.labels:
+        name = test.label_names[k] if test.label_names else str(k)
+        if name not in index:
+            raise DataError(f"label {name!r} does not occur in training "
+                            f"(known: {', '.join(names)})", path=test.path, field="label")
+        labels.append(index[name])
+    return SequenceDataset(test.sequences, labels, names, test.path)
+
+
+def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
+    train_all, test = _splits(cfg)
+    names = artefacts["label_names"] if artefacts else (
+        train_all.label_names or [str(k) for k in range(int(train_all.labels.max()) + 1)])
+    train_all = _align_labels(train_all, names)
+    test = _align_labels(test, names)
+    if test.num_channels != train_all.num_channels:
+        raise DataError(f"test data has {test.num_channels} channels, training data "
+                        f"{train_all.num_channels}", path=test.path)
+    train_idx, valid_idx = stratified_split(train_all.labels, cfg.data.valid_fraction,
+                                            seed=cfg.train.seed)
+    train, valid = train_all.subset(train_idx), train_all.subset(valid_idx)
+    stats = None
+    if artefacts and artefacts.get("normalization"):
+        stats = NormalizationStats.from_dict(artefacts["normalization"])
+    elif cfg.data.normalize and not artefacts:
+        stats = NormalizationStats.fit(train)
+    if stats is not None:
+        train, valid, test = (stats.transform(s) for s in (train, valid, test))
+    train_loader, valid_loader, test_loader, steps = loaders(cfg, train, valid, test)
+    meta = {
+        "task": cfg.task, "kind": "sequence_classification", "label_names": names,
+        "input": {"type": "float", "layout": "NTC", "channels": train.num_channels,
+                  "dtype": "float32", "lengths": True, "max_length": int(train.max_length)},
+        "normalization": stats.to_dict() if stats is not None else None,
+        "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
+    }
+    return Prepared(sequence_model(cfg, len(names)), Classification(len(names), names),
+                    train_loader, valid_loader, test_loader, steps, meta)

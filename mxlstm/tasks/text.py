@@ -1,0 +1,110 @@
+"""Text classification: tokenise, build a vocabulary on the training split, embed, classify.
+
+Default data: the embedded VADER movie-review sentences (labels from the sign of the mean
+human rating) with the standard split ``RandomState(0).permutation``, 80/10/10. A user
+file (TSV/CSV/JSONL, ``data.path``) without ``data.test_path`` is split the same way.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from mxnet import gluon
+
+from mxlstm.data.batching import pad_batchify
+from mxlstm.data.text import (
+    PAD,
+    UNK,
+    TextDataset,
+    build_vocab,
+    encode,
+    load_movie_reviews,
+    load_text_classification,
+    standard_split,
+    tokenize,
+)
+from mxlstm.errors import DataError
+from mxlstm.tasks.base import Prepared, loaders, sequence_model
+from mxlstm.training.config import RunConfig
+from mxlstm.training.objectives import Classification
+
+PRESETS = {
+    "text": {"model.embed_size": 128, "model.hidden_size": 128, "model.bidirectional": True,
+             "model.pooling": "max", "model.embedding_dropout": 0.1, "model.input_dropout": 0.3,
+             "model.head_dropout": 0.3, "train.epochs": 6, "train.lr": 2e-3,
+             "train.batch_size": 64, "data.max_length": 64, "data.min_freq": 2,
+             "data.num_buckets": 8},
+}
+
+
+def _load(cfg: RunConfig) -> tuple[TextDataset, TextDataset, TextDataset | None]:
+    """(train, valid, test) texts; valid is None when it must be carved from train."""
+    d = cfg.data
+    if not d.path:
+        full = load_movie_reviews()
+    else:
+        full = load_text_classification(d.path, d.text_field, d.label_field)
+        if d.test_path:
+            test = load_text_classification(d.test_path, d.text_field, d.label_field)
+            return full, None, test
+    train_idx, dev_idx, test_idx = standard_split(len(full), seed=0)
+    return full.subset(train_idx), full.subset(dev_idx), full.subset(test_idx)
+
+
+def encode_texts(dataset: TextDataset, vocab, level: str, max_length: int,
+                 label_names: list[str]) -> gluon.data.SimpleDataset:
+    """``(ids (T,) int32, label, T)`` samples; empty texts are errors."""
+    index = {name: k for k, name in enumerate(label_names)}
+    samples = []
+    for line, (text, label) in enumerate(zip(dataset.texts, dataset.labels), start=1):
+        if label not in index:
+            raise DataError(f"label {label!r} does not occur in training (known: "
+                            f"{', '.join(label_names)})", path=dataset.path, line=line,
+                            field="label")
+        ids = encode(tokenize(text, level), vocab)
+        if max_length:
+            ids = ids[:max_length]
+        if len(ids) == 0:
+            raise DataError("empty text", path=dataset.path, line=line, field="text")
+        samples.append((ids, np.int32(index[label]), len(ids)))
+    return gluon.data.SimpleDataset(samples)
+
+
+def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
+    from gluonnlp import Vocab
+
+    train, valid, test = _load(cfg)
+    if valid is None:
+        n = len(train)
+        perm = np.random.RandomState(cfg.train.seed).permutation(n)
+        cut = n - max(1, int(cfg.data.valid_fraction * n))
+        train, valid = train.subset(np.sort(perm[:cut])), train.subset(np.sort(perm[cut:]))
+    level = cfg.data.level
+    if artefacts:
+        vocab = Vocab.from_json(artefacts["files"]["vocab.json"])
+        names = artefacts["label_names"]
+    else:
+        vocab = build_vocab([tokenize(t, level) for t in train.texts],
+                            min_freq=cfg.data.min_freq, max_size=cfg.data.max_vocab)
+        names = train.label_names
+    sets = [encode_texts(s, vocab, level, cfg.data.max_length, names)
+            for s in (train, valid, test)]
+    pad_id = vocab[PAD]
+    train_loader, valid_loader, test_loader, steps = loaders(
+        cfg, *sets, pad_batchify_fn=pad_batchify(pad_val=pad_id), unk_id=vocab[UNK])
+    meta = {
+        "task": cfg.task, "kind": "text_classification", "label_names": names,
+        "input": {"type": "tokens", "layout": "NT", "dtype": "int32", "lengths": True,
+                  "vocab": "vocab.json", "vocab_size": len(vocab), "pad_id": pad_id,
+                  "unk_id": vocab[UNK], "tokenizer": level, "max_length": cfg.data.max_length},
+        "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
+    }
+    files = {"vocab.json": vocab.to_json()}
+    model = sequence_model(cfg, len(names), vocab_size=len(vocab))
+    return Prepared(model, Classification(len(names), names), train_loader, valid_loader,
+                    test_loader, steps, meta, files)
+
+
+def vocab_size_of(files: dict) -> int:
+    return len(json.loads(files["vocab.json"])["idx_to_token"])

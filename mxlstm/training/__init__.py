@@ -1,0 +1,1 @@
+"""Training support: checkpoints, evaluation metrics and run logs."""

@@ -1,0 +1,461 @@
+"""Atomic, resumable training checkpoints.
+
+A training state is everything needed to go on with a run as if it had never stopped:
+
+1. Model parameters: ``model.params`` (``Block.save_parameters``).
+2. Optimizer / trainer states: ``trainer.states`` (``Trainer.save_states``): per-parameter
+   states (e.g. Adam moments) and the pickled optimizer with its ``num_update`` and LR
+   scheduler, so the LR schedule resumes at the right update count.
+3. Epoch: completed epochs, ``state["epoch"]``.
+4. Global step: completed updates, ``state["global_step"]`` (orders checkpoints on lookup).
+5. Early stopping: best metric, best epoch, epochs without improvement.
+6. Metric history: the per-epoch metric records so far.
+7. Config: in ``state`` and/or as an extra file (``config.json``; a vocabulary likewise).
+8. RNG: mxlstm re-seeds every RNG (python, numpy, mxnet) at each epoch start from
+   ``(seed, epoch)``, so the RNG state at an epoch boundary is a pure function of the seed
+   and need not be stored.  For completeness ``random.getstate()`` and
+   ``np.random.get_state()`` are still stored as JSON in ``state["rng"]`` (set on every save,
+   see :func:`capture_rng_state`); MXNet's generator state cannot be read back.
+
+Items 3-8 are the JSON dict ``state.json`` (non-finite floats as ``NaN`` / ``Infinity``).
+Layout: ``run_dir/checkpoints/latest`` (text file naming the last saved tag) and
+``run_dir/checkpoints/<tag>/`` with ``model.params``, ``trainer.states`` (absent without a
+trainer), ``state.json``, extra files and ``MANIFEST.json`` (written last: size + sha256 of
+every other file).
+
+Crash safety: a checkpoint is built and fsynced in ``.tmp-<tag>-<pid>``; an existing
+``<tag>`` is renamed to ``.old-<tag>-<pid>``, the temp dir renamed to ``<tag>``, the old one
+removed, then ``latest`` is replaced atomically.  Renames are atomic, so at every instant
+``<tag>`` or ``.old-<tag>-<pid>`` is complete; :func:`find_checkpoint` looks at both and the
+next save of the tag restores / removes leftovers.  One writer per run directory is assumed.
+``trainer.states`` is a pickle: load checkpoints only from sources you trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mxlstm.errors import ModelFileError
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+CHECKPOINTS_DIR = "checkpoints"
+LATEST = "latest"
+MANIFEST = "MANIFEST.json"
+PARAMS_FILE = "model.params"
+TRAINER_FILE = "trainer.states"
+STATE_FILE = "state.json"
+_RESERVED = {PARAMS_FILE, TRAINER_FILE, STATE_FILE, MANIFEST}
+_FORMAT = "mxlstm-checkpoint"
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+_LEFTOVER_RE = re.compile(r"^\.(?P<kind>tmp|old)-(?P<tag>.+)-(?P<pid>\d+)$")
+_LATEST_TEMP_RE = re.compile(r"^\.latest\..*\.tmp$")
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy scalars/arrays, NDArrays, paths and sets."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "asnumpy"):
+        return obj.asnumpy().tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def capture_rng_state() -> dict:
+    """Return python's and numpy's global RNG states as a JSON-serialisable dict."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": {"bit_generator": name, "keys": keys.tolist(), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+    }
+
+
+def restore_rng_state(rng: dict) -> None:
+    """Restore the RNG states captured by :func:`capture_rng_state`."""
+    try:
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
+        n = rng["numpy"]
+        np.random.set_state((n["bit_generator"], np.asarray(n["keys"], dtype=np.uint32),
+                             int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"])))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"malformed RNG state ({err})") from None
+
+
+def _fsync(path: PathLike, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if directory:  # e.g. Windows cannot open directories
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some file systems refuse fsync on directories
+        if not directory or err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _as_bytes(data: bytes | str) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+
+
+def _check_tag(tag: str) -> None:
+    if not isinstance(tag, str) or not _TAG_RE.match(tag) or tag == LATEST:
+        raise ValueError(f"invalid checkpoint tag {tag!r}: use letters, digits, '_', '.', '-' "
+                         f"(not starting with '.' or '-') and not {LATEST!r}")
+
+
+def _leftovers(ckpt_dir: Path, kind: str, tag: str | None = None) -> list[Path]:
+    out = []
+    for entry in ckpt_dir.iterdir():
+        m = _LEFTOVER_RE.match(entry.name)
+        if m and m["kind"] == kind and (tag is None or m["tag"] == tag) and entry.is_dir():
+            out.append(entry)
+    return out
+
+
+def _step_key(path: Path) -> int:
+    """Sort key: ``global_step`` from state.json, or -1."""
+    try:
+        return int(json.loads((path / STATE_FILE).read_text("utf-8"))["global_step"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return -1
+
+
+def _problem(path: Path) -> str | None:
+    """Describe what is wrong with checkpoint dir ``path`` (naming the file), or None if valid."""
+    if not path.is_dir():
+        return f"{path}: no such checkpoint directory"
+    mf = path / MANIFEST
+    try:
+        manifest = json.loads(mf.read_text("utf-8"))
+    except FileNotFoundError:
+        return f"{mf}: missing (incomplete or foreign checkpoint)"
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"{mf}: unreadable ({err})"
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT \
+            or not isinstance(files, dict):
+        return f"{mf}: not an mxlstm checkpoint manifest"
+    for name in (PARAMS_FILE, STATE_FILE):
+        if name not in files:
+            return f"{mf}: does not list {name}"
+    for name, entry in files.items():
+        if Path(name).name != name or name.startswith(".") or not isinstance(entry, dict):
+            return f"{mf}: bad entry {name!r}"
+        file = path / name
+        try:
+            size = file.stat().st_size
+        except OSError:
+            return f"{file}: missing"
+        if size != entry.get("size"):
+            return f"{file}: size {size} differs from {entry.get('size')} in the manifest"
+        if _sha256(file) != entry.get("sha256"):
+            return f"{file}: sha256 differs from the manifest (corrupted)"
+    return None
+
+
+def _recover(ckpt_dir: Path, tag: str) -> None:
+    """Restore a missing ``<tag>`` from a valid ``.old-<tag>-*``; remove tmp / old leftovers."""
+    final = ckpt_dir / tag
+    if not final.exists():
+        for cand in sorted(_leftovers(ckpt_dir, "old", tag), key=_step_key, reverse=True):
+            if _problem(cand) is None:
+                log.warning("restoring checkpoint %s from %s (interrupted save)", final, cand)
+                os.rename(cand, final)
+                _fsync(ckpt_dir, directory=True)
+                break
+    for leftover in _leftovers(ckpt_dir, "tmp", tag) + _leftovers(ckpt_dir, "old", tag):
+        _rmtree(leftover)
+
+
+def _remove_latest_temps(ckpt_dir: Path) -> None:
+    for entry in ckpt_dir.iterdir():
+        if _LATEST_TEMP_RE.match(entry.name) and entry.is_file():
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:300]
+
+
+def write_atomic(path: PathLike, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` atomically (str is written as UTF-8).
+
+    The data go to a temp file in the same directory, which is flushed, fsynced and
+    ``os.replace``-d onto ``path``; then the directory is fsynced.  On any exception the temp
+    file is removed and the exception re-raised, so ``path`` keeps its old content (or stays
+    absent) when, for example, the disk is full.  An existing file's permissions are kept.
+    """
+    path = Path(path)
+    payload = _as_bytes(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o644
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        _write_all(fd, payload)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync(path.parent, directory=True)
+
+
+def save_checkpoint(run_dir: PathLike, tag: str, model, trainer, state: dict,
+                    files: dict[str, str | bytes] | None = None) -> Path:
+    """Save a training state atomically as ``run_dir/checkpoints/<tag>/``; return that dir.
+
+    ``tag`` (e.g. ``"best"``, ``"epoch-0003"``; letters, digits, ``_.-``) replaces an existing
+    checkpoint of that name, and ``checkpoints/latest`` then names it.  ``model`` is saved with
+    ``save_parameters``, ``trainer`` (unless None) with ``save_states``, ``state`` as JSON
+    (numpy values converted; ``"rng"`` set to :func:`capture_rng_state` at save time) and
+    ``files`` (plain names such as ``config.json``; str as UTF-8) as they are.
+    """
+    _check_tag(tag)
+    extra = {name: _as_bytes(data) for name, data in (files or {}).items()}
+    for name in extra:
+        if name in _RESERVED or Path(name).name != name or name.startswith("."):
+            raise ValueError(f"invalid extra checkpoint file name {name!r}")
+    state = {**state, "rng": capture_rng_state()}
+    state_bytes = json.dumps(state, indent=1, default=json_default).encode("utf-8")
+    ckpt_dir = Path(run_dir) / CHECKPOINTS_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _recover(ckpt_dir, tag)
+    pid = os.getpid()
+    tmp, old, final = ckpt_dir / f".tmp-{tag}-{pid}", ckpt_dir / f".old-{tag}-{pid}", ckpt_dir / tag
+    tmp.mkdir()
+    try:
+        model.save_parameters(str(tmp / PARAMS_FILE))
+        names = [PARAMS_FILE]
+        if trainer is not None:
+            trainer.save_states(str(tmp / TRAINER_FILE))
+            names.append(TRAINER_FILE)
+        for name in names:  # written by MXNet without fsync
+            _fsync(tmp / name)
+        for name, data in extra.items():
+            _write_new(tmp / name, data)
+            names.append(name)
+        _write_new(tmp / STATE_FILE, state_bytes)
+        names.append(STATE_FILE)
+        manifest = {"format": _FORMAT, "version": 1, "tag": tag, "files": {
+            name: {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+            for name in names}}
+        _write_new(tmp / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+        _fsync(tmp, directory=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
+    had_old = final.exists()
+    if had_old:
+        os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        if had_old:  # best effort: put the previous checkpoint back under its name
+            with contextlib.suppress(OSError):
+                os.rename(old, final)
+        raise
+    _fsync(ckpt_dir, directory=True)
+    _rmtree(old)
+    _remove_latest_temps(ckpt_dir)
+    write_atomic(ckpt_dir / LATEST, tag + "\n")
+    log.debug("saved checkpoint %s", final)
+    return final
+
+
+def validate_checkpoint(path: PathLike) -> bool:
+    """True if ``path`` has a manifest and every listed file's size and sha256 match."""
+    return _problem(Path(path)) is None
+
+
+def find_checkpoint(run_dir: PathLike, tag: str = "latest") -> Path | None:
+    """Return the directory of a valid checkpoint of ``run_dir``, or None.
+
+    ``"latest"`` means the tag named in ``checkpoints/latest``, or if that is missing or
+    invalid, the valid checkpoint with the highest ``global_step`` in its ``state.json``.  A
+    missing or invalid ``<tag>`` is looked up in ``.old-<tag>-*`` (left by an interrupted
+    save).  Invalid checkpoints are skipped with a warning naming the bad file.
+    """
+    ckpt_dir = Path(run_dir) / CHECKPOINTS_DIR
+    if not ckpt_dir.is_dir():
+        return None
+    checked: set[Path] = set()
+
+    def first_valid(cands: list[Path]) -> Path | None:
+        for cand in cands:
+            if cand in checked:
+                continue
+            checked.add(cand)
+            problem = _problem(cand)
+            if problem is None:
+                return cand
+            log.warning("skipping invalid checkpoint: %s", problem)
+        return None
+
+    def resolve(name: str) -> Path | None:
+        final = ckpt_dir / name
+        olds = sorted(_leftovers(ckpt_dir, "old", name), key=_step_key, reverse=True)
+        found = first_valid(([final] if final.exists() else []) + olds)
+        if found is not None and found != final:
+            log.warning("using %s: an interrupted save left %s missing or invalid", found, final)
+        return found
+
+    if tag != LATEST:
+        _check_tag(tag)
+        return resolve(tag)
+    pointer = ckpt_dir / LATEST
+    try:
+        name = pointer.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        name = ""
+    if name and _TAG_RE.match(name) and name != LATEST:
+        found = resolve(name)
+        if found is not None:
+            return found
+    if name:
+        log.warning("%s names %r, not a valid checkpoint: using the newest valid one",
+                    pointer, name[:100])
+    cands = [e for e in ckpt_dir.iterdir() if e.is_dir() and not e.name.startswith(".")]
+    cands += _leftovers(ckpt_dir, "old")
+    return first_valid(sorted(cands, key=_step_key, reverse=True))
+
+
+def load_checkpoint(path: PathLike, model, trainer, ctx=None) -> dict:
+    """Validate checkpoint dir ``path``, load it into ``model`` and ``trainer`` (unless None)
+    and return its state dict.  ``ctx`` (an ``mx.Context`` or a list) defaults to the model's
+    current context (CPU if the model is not initialized yet).
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file, if the checkpoint is missing, incomplete or corrupted, or its
+        parameters / trainer states do not fit ``model`` / ``trainer``.
+    """
+    path = Path(path)
+    problem = _problem(path)
+    if problem is not None:
+        raise ModelFileError(f"invalid checkpoint: {problem}")
+    state_file = path / STATE_FILE
+    try:
+        state = json.loads(state_file.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ModelFileError(f"{state_file}: unreadable ({err})") from None
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{state_file}: expected a JSON object")
+    params = list(model.collect_params().values())
+    if ctx is None and params:
+        with contextlib.suppress(RuntimeError):  # not initialized: MXNet loads on CPU
+            ctx = params[0].list_ctx()
+    params_file = path / PARAMS_FILE
+    try:
+        model.load_parameters(str(params_file), ctx=ctx)
+    except Exception as err:
+        raise ModelFileError(f"{params_file}: parameters do not fit the model "
+                             f"({_short(err)})") from err
+    if trainer is not None:
+        trainer_file = path / TRAINER_FILE
+        if not trainer_file.is_file():
+            raise ModelFileError(f"{trainer_file}: missing (checkpoint saved without a trainer)")
+        try:
+            trainer.load_states(str(trainer_file))
+        except Exception as err:
+            raise ModelFileError(f"{trainer_file}: cannot load trainer states "
+                                 f"({_short(err)})") from err
+    return state
+
+
+def prune_checkpoints(run_dir: PathLike, keep: set[str]) -> list[Path]:
+    """Remove checkpoint dirs whose tag is not in ``keep``, and stale temp / old dirs.
+
+    A kept tag whose directory an interrupted save left missing is first restored from its
+    ``.old-<tag>-*`` dir.  Returns the removed paths.
+    """
+    ckpt_dir = Path(run_dir) / CHECKPOINTS_DIR
+    if not ckpt_dir.is_dir():
+        return []
+    for tag in keep:
+        if isinstance(tag, str) and _TAG_RE.match(tag) and tag != LATEST:
+            _recover(ckpt_dir, tag)
+    removed = []
+    for entry in sorted(ckpt_dir.iterdir()):
+        if entry.is_dir():
+            if entry.name in keep or (entry.name.startswith(".")
+                                      and not _LEFTOVER_RE.match(entry.name)):
+                continue
+            _rmtree(entry)
+            removed.append(entry)
+        elif _LATEST_TEMP_RE.match(entry.name):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            removed.append(entry)
+    if removed:
+        log.debug("pruned %s", ", ".join(p.name for p in removed))
+    return removed

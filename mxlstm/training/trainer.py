@@ -1,0 +1,231 @@
+"""The fit loop. It knows models only as Gluon blocks and tasks only as objectives.
+
+One epoch: re-seed every RNG from ``(seed, epoch)`` -> batches split over the contexts
+-> forward/backward under autograd -> all-reduce -> global-norm clip -> optimizer update
+-> evaluation -> callbacks (log, checkpoint, early stopping). Because each epoch starts
+from a state that is a pure function of the seed and the checkpoint, a resumed run ends
+with the same parameters as an uninterrupted one (on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import gluonnlp
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from tqdm import tqdm
+
+from mxlstm.data.batching import to_context
+from mxlstm.errors import ConfigError, TrainingError
+from mxlstm.training.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from mxlstm.training.config import TrainConfig
+from mxlstm.training.log import MetricsLog
+from mxlstm.training.metrics import is_better
+from mxlstm.training.objectives import Objective
+
+log = logging.getLogger(__name__)
+
+
+def parse_contexts(spec: str) -> list[mx.Context]:
+    """``'cpu'``, ``'cpu:0,1'``, ``'gpu:0'``, ``'gpu:0,1'`` -> list of contexts."""
+    kind, _, ids = spec.strip().lower().partition(":")
+    if kind not in ("cpu", "gpu"):
+        raise ConfigError(f"train.ctx: expected cpu, cpu:0,1, gpu:0 or gpu:0,1, got {spec!r}")
+    try:
+        numbers = [int(i) for i in ids.split(",")] if ids else [0]
+    except ValueError:
+        raise ConfigError(f"train.ctx: bad device list in {spec!r}") from None
+    make = mx.cpu if kind == "cpu" else mx.gpu
+    if kind == "gpu" and mx.context.num_gpus() < max(numbers) + 1:
+        raise ConfigError(f"train.ctx: {spec!r} asks for GPU {max(numbers)} but "
+                          f"{mx.context.num_gpus()} GPU(s) are visible")
+    return [make(i) for i in numbers]
+
+
+def seed_everything(seed: int, epoch: int = 0) -> None:
+    """Seed Python, numpy and MXNet (every device) from ``(seed, epoch)``."""
+    value = (seed * 1_000_003 + epoch) % (2**31 - 1)
+    random.seed(value)
+    np.random.seed(value)
+    mx.random.seed(value, ctx="all")
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> tuple[str, dict]:
+    """Optimizer name and arguments, with the learning-rate schedule."""
+    args: dict[str, Any] = {"learning_rate": cfg.lr}
+    if cfg.weight_decay:
+        args["wd"] = cfg.weight_decay
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "cosine":
+        args["lr_scheduler"] = mx.lr_scheduler.CosineScheduler(
+            max_update=total, base_lr=cfg.lr, final_lr=0.0,
+            warmup_steps=min(cfg.warmup_steps, total - 1))
+    elif cfg.schedule == "step":
+        args["lr_scheduler"] = mx.lr_scheduler.FactorScheduler(
+            step=max(1, cfg.step_epochs * steps_per_epoch), factor=cfg.decay_factor,
+            base_lr=cfg.lr)
+    return cfg.optimizer, args
+
+
+class Fitter:
+    """Trains ``model`` for ``objective`` and writes everything into ``run_dir``.
+
+    Parameters
+    ----------
+    checkpoint_files : dict
+        Extra files (config, vocabulary, normalisation, metadata) stored in every
+        checkpoint so a checkpoint is self-contained.
+    """
+
+    def __init__(self, model: gluon.HybridBlock, objective: Objective, cfg: TrainConfig,
+                 run_dir: str | Path, contexts: list[mx.Context],
+                 checkpoint_files: dict[str, str] | None = None) -> None:
+        self.model = model
+        self.objective = objective
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.contexts = contexts
+        self.checkpoint_files = checkpoint_files or {}
+        self.monitor = cfg.monitor or objective.monitor
+        self.trainer: gluon.Trainer | None = None
+
+    # -- one batch --------------------------------------------------------------------
+    def _split(self, batch) -> list[tuple]:
+        if len(self.contexts) == 1:
+            return [tuple(to_context(list(batch), self.contexts[0]))]
+        parts = [gluon.utils.split_and_load(a, self.contexts, even_split=False) for a in batch]
+        return [tuple(p[i] for p in parts) for i in range(len(parts[0]))]
+
+    def train_step(self, batch, step: int) -> tuple[float, float]:
+        """Forward, backward, clip and update; returns (summed loss, item count)."""
+        shards = self._split(batch)
+        with autograd.record():
+            losses = [self.objective.forward(self.model, shard, i)[0]
+                      for i, shard in enumerate(shards)]
+        autograd.backward(losses)
+        total = sum(float(loss.sum().asscalar()) for loss in losses)
+        count = sum(self.objective.count(shard) for shard in shards)
+        if not math.isfinite(total):
+            if self.cfg.nan_policy == "skip":
+                log.warning("step %d: loss is %s; batch skipped", step, total)
+                return math.nan, 0.0
+            raise TrainingError(
+                f"step {step}: the training loss became {total}; stopped. The last good "
+                f"checkpoint is kept in {self.run_dir / 'checkpoints'} (try a lower train.lr, "
+                f"train.clip_norm, or train.nan_policy=skip)")
+        self.trainer.allreduce_grads()
+        if self.cfg.clip_norm > 0:
+            params = [p for p in self.model.collect_params().values() if p.grad_req != "null"]
+            gluonnlp.utils.clip_grad_global_norm(params, self.cfg.clip_norm * count)
+        self.trainer.update(count)
+        return total, count
+
+    # -- evaluation -------------------------------------------------------------------
+    def evaluate(self, loader) -> dict:
+        """Metrics of the model on ``loader`` (no dropout, no gradients)."""
+        metrics = self.objective.new_metrics()
+        self.objective.begin_epoch(self.contexts)
+        for batch in loader:
+            for i, shard in enumerate(self._split(batch)):
+                loss, outputs = self.objective.forward(self.model, shard, i)
+                self.objective.update_metrics(metrics, shard, outputs, loss)
+        return metrics.result()
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self, train_loader, valid_loader, steps_per_epoch: int,
+            resume: bool = False) -> dict:
+        """Train for ``cfg.epochs``; returns the final training state."""
+        name, args = make_optimizer(self.cfg, steps_per_epoch)
+        self.trainer = gluon.Trainer(self.model.collect_params(), name, args,
+                                     kvstore=self.cfg.kvstore, update_on_kvstore=False)
+        state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
+                 "bad_epochs": 0, "history": []}
+        if resume:
+            path = find_checkpoint(self.run_dir, "latest")
+            if path is None:
+                log.info("no checkpoint in %s: starting from scratch", self.run_dir)
+            else:
+                state = load_checkpoint(path, self.model, self.trainer, ctx=self.contexts)
+                log.info("resumed from %s (epoch %d done)", path, state["epoch"])
+        metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
+        while state["epoch"] < self.cfg.epochs:
+            epoch = state["epoch"]
+            record = self._train_epoch(train_loader, epoch, state)
+            record.update({f"valid_{k}": v for k, v in self.evaluate(valid_loader).items()
+                           if k != "confusion"})
+            record["lr"] = self.trainer.learning_rate
+            record["main_metric"] = f"valid_{self.monitor}"
+            state["epoch"] = epoch + 1
+            stop = self._after_epoch(state, record)
+            metrics_log.write(record)
+            state["history"].append(record)
+            self._checkpoint(state, record)
+            log.info("epoch %d: train loss %.4f, valid %s %.4f%s", epoch + 1,
+                     record["train_loss"], self.monitor, record[f"valid_{self.monitor}"],
+                     " (best)" if state["best_epoch"] == epoch + 1 else "")
+            if stop:
+                log.info("early stopping: no improvement for %d epochs", state["bad_epochs"])
+                break
+        return state
+
+    def _train_epoch(self, loader, epoch: int, state: dict) -> dict:
+        seed_everything(self.cfg.seed, epoch)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        self.objective.begin_epoch(self.contexts)
+        total, count, items, start = 0.0, 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
+                   disable=not self.cfg.progress, mininterval=1.0, unit="batch")
+        for index, batch in enumerate(bar):
+            if self.cfg.max_batches and index >= self.cfg.max_batches:
+                break
+            loss, n = self.train_step(batch, state["global_step"] + 1)
+            state["global_step"] += 1
+            if n:
+                total, count = total + loss, count + n
+            items += batch[0].shape[0]
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}",
+                            seq_s=f"{items / (time.perf_counter() - start):.0f}", refresh=False)
+        bar.close()
+        seconds = time.perf_counter() - start
+        return {"epoch": epoch + 1, "step": state["global_step"],
+                "train_loss": total / max(count, 1), "seconds": seconds,
+                "sequences_per_second": items / max(seconds, 1e-9)}
+
+    def _after_epoch(self, state: dict, record: dict) -> bool:
+        """Track the best epoch, the plateau schedule and early stopping."""
+        value = record.get(f"valid_{self.monitor}")
+        if value is None:
+            raise ConfigError(f"train.monitor: the validation metrics have no "
+                              f"{self.monitor!r}; they have "
+                              f"{sorted(k[6:] for k in record if k.startswith('valid_'))}")
+        if state["best"] is None or is_better(self.monitor, value, state["best"]):
+            state["best"], state["best_epoch"], state["bad_epochs"] = value, state["epoch"], 0
+            return False
+        state["bad_epochs"] += 1
+        if self.cfg.schedule == "plateau":
+            self.trainer.set_learning_rate(self.trainer.learning_rate * self.cfg.decay_factor)
+        return bool(self.cfg.early_stopping) and state["bad_epochs"] >= self.cfg.early_stopping
+
+    def _checkpoint(self, state: dict, record: dict) -> None:
+        """Write ``best`` (when this epoch is the best) and then ``epoch-NNNN``, which the
+        ``latest`` pointer names; older epoch checkpoints are removed."""
+        tag = f"epoch-{state['epoch']:04d}"
+        if state["best_epoch"] == state["epoch"]:
+            save_checkpoint(self.run_dir, "best", self.model, self.trainer, state,
+                            self.checkpoint_files)
+        save_checkpoint(self.run_dir, tag, self.model, self.trainer, state,
+                        self.checkpoint_files)
+        prune_checkpoints(self.run_dir, keep={tag, "best"})
