@@ -32,6 +32,15 @@ from mxlstm.training.trainer import Fitter, parse_contexts, seed_everything
 log = logging.getLogger(__name__)
 
 
+RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.ctx", "train.kvstore",
+                     "data.num_workers"}
+
+
+def _flat(cfg: RunConfig) -> dict:
+    return {f"{section}.{key}": value for section, values in cfg.to_dict().items()
+            if isinstance(values, dict) for key, value in values.items()}
+
+
 def _check_output_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
     """Refuse to overwrite another run; make sure the directory is writable."""
     saved = out / "config.json"
@@ -43,6 +52,11 @@ def _check_output_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
         if old.get("task") != cfg.task:
             raise ConfigError(f"{out} holds a run of task {old.get('task')!r}, not "
                               f"{cfg.task!r}")
+        changed = sorted(k for k, v in _flat(config_from_dict(old)).items()
+                         if _flat(cfg)[k] != v and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ConfigError(f"{out}: --resume continues the run as it was configured; "
+                              f"these keys differ from its config.json: {', '.join(changed)}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"

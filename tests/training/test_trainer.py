@@ -1,0 +1,96 @@
+"""The fit loop alone: non-finite losses, data parallelism over contexts, clipping."""
+
+from __future__ import annotations
+
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+from mxlstm.errors import TrainingError
+from mxlstm.models import SequenceModel
+from mxlstm.training.checkpoint import find_checkpoint
+from mxlstm.training.config import TrainConfig
+from mxlstm.training.objectives import Classification
+from mxlstm.training.trainer import Fitter, parse_contexts, seed_everything
+
+
+def data(n=64, t=5, c=3, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.normal(size=(n, t, c)).astype(np.float32)
+    y = (x[:, :, 0].sum(axis=1) > 0).astype(np.int32)
+    lengths = np.full(n, t, np.float32)
+    return gluon.data.DataLoader(gluon.data.ArrayDataset(x, y, lengths), batch_size=16)
+
+
+def make(contexts, **train):
+    seed_everything(0)
+    model = SequenceModel(2, hidden_size=8)
+    model.initialize(mx.init.Xavier(), ctx=contexts)
+    model.hybridize()
+    model(mx.nd.zeros((1, 5, 3), ctx=contexts[0]), mx.nd.array([5], ctx=contexts[0]))
+    cfg = TrainConfig(progress=False, epochs=train.pop("epochs", 2), **train)
+    return model, cfg
+
+
+class PoisonAfter(Classification):
+    """Returns a NaN loss from training step ``step`` on."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(2)
+        self.calls, self.step = 0, step
+
+    def forward(self, model, shard, index):
+        loss, out = super().forward(model, shard, index)
+        if mx.autograd.is_training():
+            self.calls += 1
+            if self.calls >= self.step:
+                loss = loss * float("nan")
+        return loss, out
+
+
+def test_nan_stops_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    model, cfg = make([mx.cpu()], epochs=3)
+    loader = data()
+    fitter = Fitter(model, PoisonAfter(step=6), cfg, tmp_path, [mx.cpu()])
+    with pytest.raises(TrainingError, match="step 6: the training loss became nan"):
+        fitter.fit(loader, loader, len(loader))
+    assert find_checkpoint(tmp_path, "latest").name == "epoch-0001"
+
+
+def test_nan_skip_policy_skips_batches_and_finishes(tmp_path):
+    model, cfg = make([mx.cpu()], epochs=2, nan_policy="skip")
+    loader = data()
+    before = {k: v.data().asnumpy().copy() for k, v in model.collect_params().items()}
+    state = Fitter(model, PoisonAfter(step=1), cfg, tmp_path, [mx.cpu()]).fit(
+        loader, loader, len(loader))
+    assert state["epoch"] == 2
+    assert math.isnan(state["history"][0]["train_loss"]) or state["history"][0][
+        "train_loss"] == 0.0
+    for k, v in model.collect_params().items():
+        np.testing.assert_array_equal(v.data().asnumpy(), before[k])
+
+
+def test_data_parallel_over_two_contexts_equals_one(tmp_path):
+    """cpu(0)+cpu(1) stand in for two GPUs: same global batch, same result."""
+    loader = data()
+    results = []
+    for contexts in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]):
+        model, cfg = make(contexts, epochs=2)
+        Fitter(model, Classification(2), cfg, tmp_path / str(len(contexts)), contexts).fit(
+            loader, loader, len(loader))
+        results.append({k: v.data(mx.cpu(0)).asnumpy()
+                        for k, v in model._collect_params_with_prefix().items()})
+    for key in results[0]:
+        np.testing.assert_allclose(results[0][key], results[1][key], atol=1e-5, err_msg=key)
+
+
+def test_parse_contexts():
+    assert parse_contexts("cpu") == [mx.cpu(0)]
+    assert parse_contexts("cpu:0,1") == [mx.cpu(0), mx.cpu(1)]
+    with pytest.raises(Exception, match="GPU"):
+        parse_contexts("gpu:0")
+    with pytest.raises(Exception, match="train.ctx"):
+        parse_contexts("tpu")
