@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml requirements.txt
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/mxlstm train --task digits --out runs/digits
+	$(BIN)/mxlstm train --task digits --out runs/digits-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

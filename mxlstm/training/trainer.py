@@ -205,14 +205,20 @@ class Fitter:
                 "sequences_per_second": items / max(seconds, 1e-9)}
 
     def _after_epoch(self, state: dict, record: dict) -> bool:
-        """Track the best epoch, the plateau schedule and early stopping."""
+        """Track the best epoch (ties in the monitored metric go to the lower validation
+        loss), the plateau schedule and early stopping."""
         value = record.get(f"valid_{self.monitor}")
         if value is None:
             raise ConfigError(f"train.monitor: the validation metrics have no "
                               f"{self.monitor!r}; they have "
                               f"{sorted(k[6:] for k in record if k.startswith('valid_'))}")
-        if state["best"] is None or is_better(self.monitor, value, state["best"]):
+        loss = record.get("valid_loss")
+        best_loss = state.get("best_loss")
+        tie = (value == state["best"] and loss is not None and self.monitor != "loss"
+               and loss < (math.inf if best_loss is None else best_loss))
+        if state["best"] is None or is_better(self.monitor, value, state["best"]) or tie:
             state["best"], state["best_epoch"], state["bad_epochs"] = value, state["epoch"], 0
+            state["best_loss"] = loss
             return False
         state["bad_epochs"] += 1
         if self.cfg.schedule == "plateau":
