@@ -66,6 +66,21 @@ def _check_output_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
         raise ConfigError(f"{out}: output directory is not writable ({err.strerror})") from None
 
 
+def _kvstore(cfg: RunConfig):
+    """The kvstore (an object for distributed ones, so the worker's rank is known before
+    the data is split) and this process's data shard ``(rank, num_workers)``."""
+    name = cfg.train.kvstore
+    if not name.startswith("dist"):
+        return name, (0, 1)
+    try:
+        kv = mx.kv.create(name)
+    except mx.base.MXNetError as err:
+        raise ConfigError(f"train.kvstore={name}: cannot join the parameter-server job "
+                          f"(start workers with 'mxlstm launch'): {str(err).splitlines()[0]}") \
+            from None
+    return kv, (kv.rank, kv.num_workers)
+
+
 def _init_model(prepared, contexts) -> None:
     prepared.model.initialize(mx.init.Xavier(), ctx=contexts)
     prepared.model.hybridize(static_alloc=True)
@@ -74,12 +89,15 @@ def _init_model(prepared, contexts) -> None:
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = False) -> dict:
     """Train ``cfg.task`` into ``out``; returns the final report (also ``report.json``)."""
     out = Path(out)
+    kvstore, shard = _kvstore(cfg)
+    if shard[1] > 1:  # each distributed worker keeps its own run directory
+        out = out / f"worker-{shard[0]}"
     _check_output_dir(out, cfg, resume)
     setup_logging(out, debug=debug)
     contexts = parse_contexts(cfg.train.ctx)
     seed_everything(cfg.train.seed)
     started = time.time()
-    prepared = tasks.prepare(cfg)
+    prepared = tasks.prepare(cfg, shard=shard)
     _init_model(prepared, contexts)
     files = {"config.json": cfg.to_json(), "meta.json": json.dumps(prepared.meta, indent=2),
              **prepared.files}
@@ -87,7 +105,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
         write_atomic(out / name, text)
     log.info("task %s: %s; training on %s", cfg.task, prepared.meta.get("counts"),
              ", ".join(str(c) for c in contexts))
-    fitter = Fitter(prepared.model, prepared.objective, cfg.train, out, contexts, files)
+    fitter = Fitter(prepared.model, prepared.objective, cfg.train, out, contexts, files,
+                    kvstore=kvstore)
     state = fitter.fit(prepared.train_loader, prepared.valid_loader,
                        prepared.steps_per_epoch, resume=resume)
     best = find_checkpoint(out, "best")

@@ -38,9 +38,11 @@ def default_config(task: str) -> RunConfig:
     return apply_overrides(RunConfig(task=task), module.PRESETS[task], f"preset of {task}")
 
 
-def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
-    """Data loaders, model and objective for ``cfg.task``."""
-    return task_module(cfg.task).prepare(cfg, artefacts)
+def prepare(cfg: RunConfig, artefacts: dict | None = None,
+            shard: tuple[int, int] = (0, 1)) -> Prepared:
+    """Data loaders, model and objective for ``cfg.task``; ``shard = (rank, workers)``
+    gives a distributed worker its part of the training data."""
+    return task_module(cfg.task).prepare(cfg, artefacts, shard)
 
 
 __all__ = ["TASKS", "Prepared", "default_config", "prepare", "task_module"]

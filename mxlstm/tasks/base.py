@@ -67,9 +67,18 @@ def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = No
 
 
 def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,
-            unk_id: int | None = None) -> tuple[Any, Any, Any, int]:
-    """Seeded loaders; augmentation wraps the training split only."""
+            unk_id: int | None = None,
+            shard: tuple[int, int] = (0, 1)) -> tuple[Any, Any, Any, int]:
+    """Seeded loaders; augmentation wraps the training split only.
+
+    ``shard = (rank, num_workers)``: a distributed worker trains on every
+    ``num_workers``-th training sample starting at ``rank`` (evaluation sets are whole).
+    """
     d, t = cfg.data, cfg.train
+    rank, workers = shard
+    if workers > 1:  # equal shards, so every worker runs the same number of steps
+        usable = len(train) - len(train) % workers
+        train = gluon.data.SimpleDataset([train[i] for i in range(rank, usable, workers)])
     lengths = [sample_length(train, i) for i in range(len(train))] if d.num_buckets else None
     if d.augment:
         train = AugmentedDataset(train, build_augmentation(d.augment, unk_id=unk_id),

@@ -61,7 +61,8 @@ def _corpora(cfg: RunConfig) -> tuple[list[str], list[str], list[str]]:
     return tokens[:a], tokens[a:b], tokens[b:]
 
 
-def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
+def prepare(cfg: RunConfig, artefacts: dict | None = None,
+            shard: tuple[int, int] = (0, 1)) -> Prepared:
     train, valid, test = _corpora(cfg)
     if artefacts:
         vocab = Vocab.from_json(artefacts["files"]["vocab.json"])
@@ -77,7 +78,10 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
                           tie_weights=m.tie_weights, embedding_dropout=m.embedding_dropout,
                           input_dropout=m.input_dropout, output_dropout=m.output_dropout,
                           **options)
-    train_loader = BPTTLoader(ids[0], t.batch_size, cfg.data.bptt)
+    rank, workers = shard
+    part = len(ids[0]) // workers
+    train_ids = ids[0][rank * part:(rank + 1) * part]  # each worker its own stretch
+    train_loader = BPTTLoader(train_ids, t.batch_size, cfg.data.bptt)
     valid_loader = BPTTLoader(ids[1], t.eval_batch_size, cfg.data.bptt)
     test_loader = BPTTLoader(ids[2], t.eval_batch_size, cfg.data.bptt)
     steps = min(len(train_loader), t.max_batches) if t.max_batches else len(train_loader)

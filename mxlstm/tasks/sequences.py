@@ -27,8 +27,9 @@ from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Classification
 
 PRESETS = {
-    "digits": {"model.hidden_size": 128, "model.bidirectional": True, "model.head_units": "256",
-               "model.head_dropout": 0.3, "train.epochs": 40, "train.lr": 3e-3,
+    "digits": {"model.hidden_size": 256, "model.bidirectional": True, "model.head_units": "256",
+               "model.input_dropout": 0.1, "model.head_dropout": 0.3, "train.epochs": 60,
+               "train.lr": 3e-3,
                "train.batch_size": 64, "train.schedule": "cosine",
                "data.augment": "pixelshift:1@0.5,rotate:10@0.5"},
     "vowels": {"data.name": "JapaneseVowels", "model.hidden_size": 128,
@@ -93,7 +94,8 @@ def _align_labels(test: SequenceDataset, names: list[str]) -> SequenceDataset:
     return SequenceDataset(test.sequences, labels, names, test.path)
 
 
-def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
+def prepare(cfg: RunConfig, artefacts: dict | None = None,
+            shard: tuple[int, int] = (0, 1)) -> Prepared:
     train_all, test = _splits(cfg)
     names = artefacts["label_names"] if artefacts else (
         train_all.label_names or [str(k) for k in range(int(train_all.labels.max()) + 1)])
@@ -112,7 +114,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
         stats = NormalizationStats.fit(train)
     if stats is not None:
         train, valid, test = (stats.transform(s) for s in (train, valid, test))
-    train_loader, valid_loader, test_loader, steps = loaders(cfg, train, valid, test)
+    train_loader, valid_loader, test_loader, steps = loaders(cfg, train, valid, test, shard=shard)
     meta = {
         "task": cfg.task, "kind": "sequence_classification", "label_names": names,
         "input": {"type": "float", "layout": "NTC", "channels": train.num_channels,

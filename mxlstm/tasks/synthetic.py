@@ -30,7 +30,8 @@ def _samples(x, y):
     return gluon.data.SimpleDataset([(x[i], y[i], x.shape[1]) for i in range(len(x))])
 
 
-def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
+def prepare(cfg: RunConfig, artefacts: dict | None = None,
+            shard: tuple[int, int] = (0, 1)) -> Prepared:
     d, seed = cfg.data, cfg.train.seed
     sizes = (d.num_train, d.num_eval, d.num_eval)
     if cfg.task == "adding":
@@ -52,7 +53,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
                       "vocab_size": NUM_SYMBOLS + 2}
         labels = ["blank"] + [str(k) for k in range(1, NUM_SYMBOLS + 1)]
     train_loader, valid_loader, test_loader, steps = loaders(
-        cfg, *sets, pad_batchify_fn=batchify)
+        cfg, *sets, pad_batchify_fn=batchify, shard=shard)
     meta = {"task": cfg.task, "kind": "regression" if cfg.task == "adding" else "tagging",
             "label_names": labels, "input": meta_input, "sequence_length": d.seq_length,
             "counts": dict(zip(("train", "valid", "test"), sizes))}

@@ -71,7 +71,8 @@ def encode_texts(dataset: TextDataset, vocab, level: str, max_length: int,
     return gluon.data.SimpleDataset(samples)
 
 
-def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
+def prepare(cfg: RunConfig, artefacts: dict | None = None,
+            shard: tuple[int, int] = (0, 1)) -> Prepared:
     from gluonnlp import Vocab
 
     train, valid, test = _load(cfg)
@@ -92,7 +93,8 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None) -> Prepared:
             for s in (train, valid, test)]
     pad_id = vocab[PAD]
     train_loader, valid_loader, test_loader, steps = loaders(
-        cfg, *sets, pad_batchify_fn=pad_batchify(pad_val=pad_id), unk_id=vocab[UNK])
+        cfg, *sets, pad_batchify_fn=pad_batchify(pad_val=pad_id), unk_id=vocab[UNK],
+        shard=shard)
     meta = {
         "task": cfg.task, "kind": "text_classification", "label_names": names,
         "input": {"type": "tokens", "layout": "NT", "dtype": "int32", "lengths": True,

@@ -91,8 +91,9 @@ class Fitter:
 
     def __init__(self, model: gluon.HybridBlock, objective: Objective, cfg: TrainConfig,
                  run_dir: str | Path, contexts: list[mx.Context],
-                 checkpoint_files: dict[str, str] | None = None) -> None:
+                 checkpoint_files: dict[str, str] | None = None, kvstore: Any = None) -> None:
         self.model = model
+        self.kvstore = cfg.kvstore if kvstore is None else kvstore
         self.objective = objective
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -149,7 +150,7 @@ class Fitter:
         """Train for ``cfg.epochs``; returns the final training state."""
         name, args = make_optimizer(self.cfg, steps_per_epoch)
         self.trainer = gluon.Trainer(self.model.collect_params(), name, args,
-                                     kvstore=self.cfg.kvstore, update_on_kvstore=False)
+                                     kvstore=self.kvstore, update_on_kvstore=False)
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                  "bad_epochs": 0, "history": []}
         if resume:
