@@ -75,6 +75,46 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mxlstm.deploy import export_model, export_onnx
+
+    meta = export_model(args.model, args.out, tag=args.tag, streaming=args.streaming)
+    result = {"prefix": args.out, "task": meta["task"], "kind": meta["kind"],
+              "inputs": meta["input"]["names"], "streaming": meta["streaming"],
+              "max_abs_diff": meta["verification"]["max_abs_diff"]}
+    if args.onnx:
+        result["onnx"] = export_onnx(args.out)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mxlstm.deploy.predictor import ModelFilesError, Predictor, PredictorError, read_inputs
+    from mxlstm.errors import DataError, ModelFileError
+
+    try:
+        predictor = Predictor(args.model)
+        items = read_inputs(args.input, predictor.meta)
+        answers = predictor.predict([item for _, item in items], top_k=args.top_k)
+    except ModelFilesError as err:
+        raise ModelFileError(str(err)) from None
+    except PredictorError as err:
+        raise DataError(str(err)) from None
+    for (number, _), answer in zip(items, answers):
+        print(json.dumps({"line": number, **answer}, ensure_ascii=False))
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from mxlstm.launch import launch
+
+    logging.getLogger("mxlstm.launch").setLevel(logging.INFO)
+    command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else \
+        args.worker_command
+    return launch(args.num_workers, args.num_servers, command, port=args.port,
+                  timeout=args.timeout)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mxlstm", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -96,6 +136,38 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective configuration with help")
     _add_config_options(p)
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("export", help="export a trained model for deployment "
+                       "(PREFIX-symbol.json, PREFIX-0000.params, PREFIX-meta.json)")
+    p.add_argument("--model", required=True, metavar="DIR", help="trained model directory")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="prefix of the files")
+    p.add_argument("--tag", default="best", help="checkpoint to export (best, latest, ...)")
+    p.add_argument("--streaming", action="store_true",
+                   help="stateful per-step graph (unidirectional sequence models)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write PREFIX.onnx (opset 13) where the conversion is exact")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="predict raw inputs with an exported model")
+    p.add_argument("--model", required=True, metavar="PREFIX", help="export prefix")
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help="one text per line; numeric models: .ts, CSV (one series a line) "
+                        "or .npy (N, T, C)")
+    p.add_argument("--top-k", type=int, default=5, help="language models: tokens shown")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("launch", help="run a command as the workers of a local "
+                       "parameter-server job (kvstore dist_sync)",
+                       usage="mxlstm launch [-n N] [-s S] [--port P] [--timeout SEC] "
+                             "-- mxlstm train ...")
+    p.add_argument("-n", "--num-workers", type=int, default=2, help="workers (default 2)")
+    p.add_argument("-s", "--num-servers", type=int, default=1, help="servers (default 1)")
+    p.add_argument("--port", type=int, help="scheduler port on 127.0.0.1 (default: free)")
+    p.add_argument("--timeout", type=float, metavar="SEC",
+                   help="stop the whole job after SEC seconds")
+    p.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                   help="the command every worker runs")
+    p.set_defaults(func=cmd_launch)
     return parser
 
 

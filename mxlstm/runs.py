@@ -22,7 +22,7 @@ import mxnet as mx
 import numpy as np
 
 from mxlstm import __version__, tasks
-from mxlstm.errors import ConfigError, ModelFileError
+from mxlstm.errors import ConfigError, ModelFileError, TrainingError
 from mxlstm.models import count_parameters
 from mxlstm.training.checkpoint import find_checkpoint, load_checkpoint, write_atomic
 from mxlstm.training.config import RunConfig, config_from_dict
@@ -41,22 +41,52 @@ def _flat(cfg: RunConfig) -> dict:
             if isinstance(values, dict) for key, value in values.items()}
 
 
+def _read_json(path: Path, model_dir: Path) -> dict:
+    """A JSON object file of a run directory; every problem names the file."""
+    try:
+        tree = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{model_dir}: not a model directory ({path} is missing)") \
+            from None
+    except OSError as err:
+        raise ModelFileError(f"{path}: cannot read ({err.strerror})") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ModelFileError(f"{path}: damaged, not valid JSON ({err})") from None
+    if not isinstance(tree, dict):
+        raise ModelFileError(f"{path}: damaged, expected a JSON object, got "
+                             f"{type(tree).__name__}")
+    return tree
+
+
 def _check_output_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
-    """Refuse to overwrite another run; make sure the directory is writable."""
+    """Refuse to overwrite another run; check that the directory can be made (nothing is
+    created yet, so that bad data leaves no half-made run behind)."""
     saved = out / "config.json"
     if saved.exists():
-        old = json.loads(saved.read_text())
+        old = _read_json(saved, out)
         if not resume:
             raise ConfigError(f"{out} already holds a run (task {old.get('task')!r}); "
                               f"use --resume to continue it or choose another --out")
         if old.get("task") != cfg.task:
             raise ConfigError(f"{out} holds a run of task {old.get('task')!r}, not "
                               f"{cfg.task!r}")
-        changed = sorted(k for k, v in _flat(config_from_dict(old)).items()
+        changed = sorted(k for k, v in _flat(config_from_dict(old, str(saved))).items()
                          if _flat(cfg)[k] != v and k not in RESUMABLE_CHANGES)
         if changed:
             raise ConfigError(f"{out}: --resume continues the run as it was configured; "
                               f"these keys differ from its config.json: {', '.join(changed)}")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{out}: output directory is not writable ({existing} is not a "
+                          f"directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out}: output directory is not writable (no permission to "
+                          f"write in {existing})")
+
+
+def _make_output_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -93,16 +123,17 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     if shard[1] > 1:  # each distributed worker keeps its own run directory
         out = out / f"worker-{shard[0]}"
     _check_output_dir(out, cfg, resume)
-    setup_logging(out, debug=debug)
     contexts = parse_contexts(cfg.train.ctx)
     seed_everything(cfg.train.seed)
     started = time.time()
-    prepared = tasks.prepare(cfg, shard=shard)
+    prepared = tasks.prepare(cfg, shard=shard)  # bad data stops here, before any file is made
     _init_model(prepared, contexts)
+    _make_output_dir(out)
+    setup_logging(out, debug=debug)
     files = {"config.json": cfg.to_json(), "meta.json": json.dumps(prepared.meta, indent=2),
              **prepared.files}
     for name, text in files.items():
-        write_atomic(out / name, text)
+        _write_output(out / name, text)
     log.info("task %s: %s; training on %s", cfg.task, prepared.meta.get("counts"),
              ", ".join(str(c) for c in contexts))
     fitter = Fitter(prepared.model, prepared.objective, cfg.train, out, contexts, files,
@@ -121,12 +152,23 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
         "counts": prepared.meta.get("counts"), "seconds": round(time.time() - started, 1),
         "baseline": baseline(prepared),
     }
-    write_report(out / "report.json", report)
+    try:
+        write_report(out / "report.json", report)
+    except OSError as err:
+        raise TrainingError(f"{out / 'report.json'}: cannot write ({err.strerror or err})") \
+            from None
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     if "confusion" in test:
         plot_confusion(np.array(test["confusion"]), prepared.meta["label_names"],
                        out / "confusion.png")
     return report
+
+
+def _write_output(path: Path, text: str) -> None:
+    try:
+        write_atomic(path, text)
+    except OSError as err:  # e.g. disk full: write_atomic leaves the old file as it was
+        raise TrainingError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def baseline(prepared) -> dict:
@@ -145,21 +187,28 @@ def baseline(prepared) -> dict:
 
 def load_run(model_dir: str | Path) -> tuple[RunConfig, dict]:
     """The configuration and artefacts (meta + extra files) of a trained model directory."""
+    from mxlstm.data.fileio import read_text
+    from mxlstm.data.text import load_vocab
+
     model_dir = Path(model_dir)
-    try:
-        tree = json.loads((model_dir / "config.json").read_text())
-        meta = json.loads((model_dir / "meta.json").read_text())
-    except FileNotFoundError as err:
-        raise ModelFileError(f"{model_dir}: not a model directory ({err.filename} is "
-                             f"missing)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{model_dir}: config.json or meta.json is damaged: {err}") \
-            from None
-    cfg = config_from_dict(tree)
+    if not model_dir.is_dir():
+        what = "a file" if model_dir.exists() else "no such directory"
+        raise ModelFileError(f"{model_dir}: not a model directory ({what})")
+    config_path, meta_path = model_dir / "config.json", model_dir / "meta.json"
+    tree = _read_json(config_path, model_dir)
+    meta = _read_json(meta_path, model_dir)
+    cfg = config_from_dict(tree, str(config_path))
     if meta.get("task") != cfg.task:
         raise ModelFileError(f"{model_dir}: meta.json is of task {meta.get('task')!r} but "
                              f"config.json of {cfg.task!r}")
-    meta["files"] = {p.name: p.read_text() for p in model_dir.glob("vocab.json")}
+    for key, kind in (("label_names", list), ("input", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise ModelFileError(f"{meta_path}: damaged, no {key!r} {kind.__name__}")
+    vocab = model_dir / "vocab.json"
+    meta["files"] = {}
+    if meta["input"].get("vocab") or vocab.exists():
+        load_vocab(vocab)  # DataError naming the file: missing, a directory, damaged
+        meta["files"]["vocab.json"] = read_text(vocab)
     return cfg, meta
 
 

@@ -6,6 +6,7 @@ These return plain arrays; :mod:`mxlstm.data.sources` wraps them in a ``Sequence
 from __future__ import annotations
 
 import os
+import zipfile
 import zlib
 
 import numpy as np
@@ -60,6 +61,9 @@ def _npz_get(archive, key: str, path: PathLike, allow_pickle: bool) -> np.ndarra
     except ValueError as err:
         hint = "" if allow_pickle else " (object array: pass allow_pickle=True for trusted files)"
         raise DataError(f"cannot read array: {err}{hint}", path=path, field=key) from None
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:  # truncated / corrupt
+        raise DataError(f"cannot read array: damaged archive ({err})", path=path,
+                        field=key) from None
 
 
 def _as_sequences(x: np.ndarray, path: PathLike, key: str) -> list[np.ndarray]:
@@ -103,7 +107,7 @@ def _open_npz(path: PathLike, allow_pickle: bool):
         archive = np.load(os.fspath(path), allow_pickle=allow_pickle)
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
-    except (OSError, ValueError, EOFError, zlib.error) as err:
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
         raise DataError(f"not a readable .npz file ({err})", path=path) from None
     if not hasattr(archive, "files"):
         raise DataError("a single .npy array, expected a .npz archive", path=path)

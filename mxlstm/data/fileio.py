@@ -36,6 +36,16 @@ def embedded_path(relative: str) -> str:
     return path
 
 
+def require_file(path: PathLike) -> None:
+    """Raise the :class:`DataError` :func:`read_bytes` would give if ``path`` is missing or
+    a directory (so that readers can report it before guessing a format from the name)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DataError("is a directory, expected a file", path=path)
+    if not os.path.exists(path):
+        raise DataError("file not found", path=path)
+
+
 def read_bytes(path: PathLike) -> bytes:
     """Read a whole file; names ending in ``.gz`` are decompressed.
 

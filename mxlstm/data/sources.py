@@ -248,7 +248,11 @@ def load_csv_series(path: PathLike, has_header: bool | None = None,
     numerically when all are numbers, else as strings. Items are ``(T_i, 1)``.
     """
     text = "\n".join(read_lines(path))
-    rows = list(enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1))
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        rows = list(enumerate(reader, start=1))
+    except csv.Error as err:  # e.g. a field longer than csv.field_size_limit()
+        raise DataError(f"cannot parse as CSV ({err})", path, reader.line_num) from None
     rows = [(n, r) for n, r in rows if any(f.strip() for f in r)]
     if has_header is None:
         has_header = not _is_number(rows[0][1][0]) if rows and rows[0][1] else False

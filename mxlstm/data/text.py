@@ -21,7 +21,7 @@ import gluonnlp
 import numpy as np
 from mxnet.gluon.data import Dataset
 
-from mxlstm.data.fileio import PathLike, embedded_path, read_lines, read_text
+from mxlstm.data.fileio import PathLike, embedded_path, read_lines, read_text, require_file
 from mxlstm.data.sources import sort_label_names
 from mxlstm.errors import DataError
 
@@ -154,17 +154,20 @@ class TextDataset(Dataset):
     """Texts with string labels; ``dataset[i]`` is ``(text, label)``.
 
     ``label_names`` are the distinct labels sorted (numerically when all are numbers);
-    ``label_ids`` gives each label's index in it, ``(N,)`` int32.
+    ``label_ids`` gives each label's index in it, ``(N,)`` int32. ``lines`` (optional) are
+    the 1-based line numbers of the items in ``path``, for messages.
     """
 
     def __init__(self, texts: Sequence[str], labels: Sequence[str],
-                 label_names: Sequence[str] | None = None, path: PathLike | None = None):
+                 label_names: Sequence[str] | None = None, path: PathLike | None = None,
+                 lines: Sequence[int] | None = None):
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         self.texts = list(texts)
         self.labels = [str(v) for v in labels]
         self.label_names = list(label_names) if label_names else sort_label_names(self.labels)
         self.path = None if path is None else os.fspath(path)
+        self.lines = None if lines is None else [int(n) for n in lines]
 
     def __getitem__(self, idx: int) -> tuple[str, str]:
         return self.texts[idx], self.labels[idx]
@@ -185,7 +188,8 @@ class TextDataset(Dataset):
         """Items at ``indices`` (same ``label_names``)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return TextDataset([self.texts[i] for i in idx], [self.labels[i] for i in idx],
-                           self.label_names, self.path)
+                           self.label_names, self.path,
+                           None if self.lines is None else [self.lines[i] for i in idx])
 
 
 def _guess_format(path: PathLike) -> str:
@@ -193,12 +197,14 @@ def _guess_format(path: PathLike) -> str:
     name = name[:-3] if name.endswith(".gz") else name
     fmt = _EXTENSIONS.get(os.path.splitext(name)[1])
     if fmt is None:
-        raise DataError("cannot tell the format from the file name; pass fmt='tsv', 'csv' or "
-                        "'jsonl'", path=path)
+        raise DataError("cannot tell the format from the file name: expected a .tsv, .csv or "
+                        ".jsonl file (optionally .gz; fmt='tsv', 'csv' or 'jsonl' in Python)",
+                        path=path)
     return fmt
 
 
-def _delimited_records(lines: list[str], fmt: str) -> Iterator[tuple[int, list[str]]]:
+def _delimited_records(lines: list[str], fmt: str,
+                       path: PathLike | None = None) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line number, fields)`` for non-blank records of a TSV or CSV file."""
     if fmt == "tsv":
         for number, line in enumerate(lines, start=1):
@@ -207,7 +213,13 @@ def _delimited_records(lines: list[str], fmt: str) -> Iterator[tuple[int, list[s
         return
     reader = csv.reader(io.StringIO("\n".join(lines)))
     start = 1
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:  # e.g. a field longer than csv.field_size_limit()
+            raise DataError(f"cannot parse as CSV ({err})", path, start) from None
         if any(f.strip() for f in fields):
             yield start, fields
         start = reader.line_num + 1
@@ -231,7 +243,7 @@ def _column_indices(first: list[str], text_field: str, label_field: str, path: P
 
 def _delimited_rows(lines: list[str], fmt: str, text_field: str, label_field: str,
                     path: PathLike) -> Iterator[tuple[int, str, str]]:
-    records = _delimited_records(lines, fmt)
+    records = _delimited_records(lines, fmt, path)
     first_line, first = next(records, (1, []))
     text_col, label_col, has_header = _column_indices(first, text_field, label_field, path,
                                                       first_line)
@@ -285,13 +297,14 @@ def load_text_classification(path: PathLike, text_field: str = "text",
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    require_file(path)
     fmt = fmt or _guess_format(path)
     lines = read_lines(path)
     if fmt == "jsonl":
         rows = _json_rows(lines, text_field, label_field, path)
     else:
         rows = _delimited_rows(lines, fmt, text_field, label_field, path)
-    texts, labels = [], []
+    texts, labels, numbers = [], [], []
     for line, text, label in rows:
         if not text.strip():
             raise DataError("empty text", path, line, text_field)
@@ -299,9 +312,10 @@ def load_text_classification(path: PathLike, text_field: str = "text",
             raise DataError("empty label", path, line, label_field)
         texts.append(text)
         labels.append(label.strip())
+        numbers.append(line)
     if not texts:
         raise DataError("no examples (only a header)", path=path)
-    return TextDataset(texts, labels, path=path)
+    return TextDataset(texts, labels, path=path, lines=numbers)
 
 
 def load_movie_reviews() -> TextDataset:

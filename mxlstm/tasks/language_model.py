@@ -32,12 +32,13 @@ PRESETS = {
 class BPTTLoader:
     """Re-iterable truncated-BPTT batches ``(ids (N, T), targets (N, T))`` as NDArrays."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, bptt: int) -> None:
+    def __init__(self, ids: np.ndarray, batch_size: int, bptt: int,
+                 path: str | None = None, split: str = "corpus") -> None:
         self.ids, self.batch_size, self.bptt = ids, batch_size, bptt
         rows = len(ids) // batch_size
         if rows < 2:
-            raise DataError(f"corpus of {len(ids)} tokens is too short for batch size "
-                            f"{batch_size}")
+            raise DataError(f"{split} of {len(ids)} tokens is too short for batch size "
+                            f"{batch_size} (needs {2 * batch_size})", path=path or None)
         self._len = (rows - 1 + bptt - 1) // bptt
 
     def __len__(self) -> int:
@@ -52,9 +53,10 @@ def _corpora(cfg: RunConfig) -> tuple[list[str], list[str], list[str]]:
     level = cfg.data.level
     if not cfg.data.path:
         return tuple(load_austen(split, level) for split in ("train", "valid", "test"))
-    tokens = load_corpus([p.strip() for p in cfg.data.path.split(",")], level)
+    tokens = load_corpus([p.strip() for p in cfg.data.path.split(",") if p.strip()], level)
     if cfg.data.test_path:
-        test = load_corpus([p.strip() for p in cfg.data.test_path.split(",")], level)
+        test = load_corpus([p.strip() for p in cfg.data.test_path.split(",") if p.strip()],
+                           level)
         cut = int(0.95 * len(tokens))
         return tokens[:cut], tokens[cut:], test
     a, b = int(0.9 * len(tokens)), int(0.95 * len(tokens))
@@ -81,9 +83,16 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     rank, workers = shard
     part = len(ids[0]) // workers
     train_ids = ids[0][rank * part:(rank + 1) * part]  # each worker its own stretch
-    train_loader = BPTTLoader(train_ids, t.batch_size, cfg.data.bptt)
-    valid_loader = BPTTLoader(ids[1], t.eval_batch_size, cfg.data.bptt)
-    test_loader = BPTTLoader(ids[2], t.eval_batch_size, cfg.data.bptt)
+    path, test_path = (",".join(p.strip() for p in spec.split(",") if p.strip())
+                       for spec in (cfg.data.path, cfg.data.test_path or cfg.data.path))
+    if not artefacts:
+        train_loader = BPTTLoader(train_ids, t.batch_size, cfg.data.bptt, path,
+                                  "training split")
+        valid_loader = BPTTLoader(ids[1], t.eval_batch_size, cfg.data.bptt, path,
+                                  "validation split")
+    test_loader = BPTTLoader(ids[2], t.eval_batch_size, cfg.data.bptt, test_path, "test split")
+    if artefacts:  # evaluating: only the test split is used
+        train_loader = valid_loader = test_loader
     steps = min(len(train_loader), t.max_batches) if t.max_batches else len(train_loader)
     meta = {
         "task": cfg.task, "kind": "language_model", "label_names": [],

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from mxlstm.data.fileio import require_file
 from mxlstm.data.sources import (
     NormalizationStats,
     SequenceDataset,
@@ -45,19 +48,43 @@ PRESETS = {
 def read_series_file(path: str) -> SequenceDataset:
     """A user's series file by extension: ``.ts``, ``.npz``, ``.csv``, or an IDX pair
     ``images-idx3-ubyte[.gz]`` (labels found by replacing ``images-idx3`` with ``labels-idx1``)."""
+    require_file(path)
     name = Path(path).name.lower()
     if name.endswith(".ts"):
-        return load_ts(path)
+        return _class_labels(load_ts(path))
     if name.endswith(".npz"):
-        return load_npz(path, allow_pickle=False)
+        return _class_labels(load_npz(path, allow_pickle=False))
     if name.endswith((".csv", ".csv.gz")):
         return load_csv_series(path)
     if "idx3-ubyte" in name:
         labels = str(path).replace("images-idx3", "labels-idx1").replace("images.idx3",
                                                                           "labels.idx1")
+        if labels == str(path) or not Path(labels).is_file():
+            raise DataError(f"no IDX labels file beside the images (looked for {labels})",
+                            path=path)
         return load_idx(path, labels)
     raise DataError("unknown series format (expected .ts, .npz, .csv or an IDX images file)",
                     path=path)
+
+
+def _class_labels(data: SequenceDataset) -> SequenceDataset:
+    """Class labels for a classification task: whole-number float labels (an ``.npz`` ``y``
+    saved as float) become classes; fractional targets and unlabelled series are errors."""
+    labels = data.labels
+    if labels.dtype.kind == "f":
+        fractional = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0)
+        if fractional.any():
+            bad = labels[np.flatnonzero(fractional)[0]]
+            raise DataError(f"label {bad:g} is not a class number (regression targets?); "
+                            "tasks digits, vowels and uea classify series", path=data.path,
+                            field="label")
+        labels = labels.astype(np.int64)
+        names = data.label_names or [str(k) for k in range(int(labels.max(initial=-1)) + 1)]
+        data = SequenceDataset(data.sequences, labels, names, data.path)
+    if len(labels) and labels.min() < 0:
+        raise DataError("series without class labels (a .ts file needs '@classLabel true "
+                        "<names>')", path=data.path, field="label")
+    return data
 
 
 def _splits(cfg: RunConfig) -> tuple[SequenceDataset, SequenceDataset]:
@@ -101,12 +128,27 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         train_all.label_names or [str(k) for k in range(int(train_all.labels.max()) + 1)])
     train_all = _align_labels(train_all, names)
     test = _align_labels(test, names)
+    source = cfg.data.path or None
+    if len(test) == 0:
+        raise DataError(f"too few series ({len(train_all)}) to hold out a test split; give "
+                        f"more data or a separate test file", path=source)
+    trained = (artefacts or {}).get("input", {}).get("channels")
+    if trained is not None and test.num_channels != trained:
+        raise DataError(f"series have {test.num_channels} channels, the model was trained on "
+                        f"{trained}", path=test.path)
     if test.num_channels != train_all.num_channels:
         raise DataError(f"test data has {test.num_channels} channels, training data "
                         f"{train_all.num_channels}", path=test.path)
-    train_idx, valid_idx = stratified_split(train_all.labels, cfg.data.valid_fraction,
-                                            seed=cfg.train.seed)
-    train, valid = train_all.subset(train_idx), train_all.subset(valid_idx)
+    if artefacts:  # evaluating: only the test split is used and nothing is refitted
+        train, valid = train_all, train_all
+    else:
+        train_idx, valid_idx = stratified_split(train_all.labels, cfg.data.valid_fraction,
+                                                seed=cfg.train.seed)
+        train, valid = train_all.subset(train_idx), train_all.subset(valid_idx)
+        if len(train) == 0 or len(valid) == 0:
+            raise DataError(f"too few series ({len(train_all)}) to split into training and "
+                            f"validation (data.valid_fraction={cfg.data.valid_fraction})",
+                            path=source)
     stats = None
     if artefacts and artefacts.get("normalization"):
         stats = NormalizationStats.from_dict(artefacts["normalization"])

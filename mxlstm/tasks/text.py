@@ -57,7 +57,8 @@ def encode_texts(dataset: TextDataset, vocab, level: str, max_length: int,
     """``(ids (T,) int32, label, T)`` samples; empty texts are errors."""
     index = {name: k for k, name in enumerate(label_names)}
     samples = []
-    for line, (text, label) in enumerate(zip(dataset.texts, dataset.labels), start=1):
+    lines = dataset.lines or range(1, len(dataset) + 1)  # line numbers in dataset.path
+    for line, text, label in zip(lines, dataset.texts, dataset.labels):
         if label not in index:
             raise DataError(f"label {label!r} does not occur in training (known: "
                             f"{', '.join(label_names)})", path=dataset.path, line=line,
@@ -76,11 +77,16 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     from gluonnlp import Vocab
 
     train, valid, test = _load(cfg)
-    if valid is None:
+    if valid is None and artefacts:  # evaluating: only the test split is used
+        valid = train
+    elif valid is None:
         n = len(train)
         perm = np.random.RandomState(cfg.train.seed).permutation(n)
         cut = n - max(1, int(cfg.data.valid_fraction * n))
         train, valid = train.subset(np.sort(perm[:cut])), train.subset(np.sort(perm[cut:]))
+    if not artefacts and min(len(train), len(valid), len(test)) == 0:
+        raise DataError(f"too few examples for a training, validation and test split (got "
+                        f"{len(train)}, {len(valid)}, {len(test)})", path=cfg.data.path or None)
     level = cfg.data.level
     if artefacts:
         vocab = Vocab.from_json(artefacts["files"]["vocab.json"])

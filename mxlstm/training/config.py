@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,9 +119,42 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _parse(key: str, value: Any, default: Any, choices: tuple | None) -> Any:
+# Allowed ranges of numeric keys (checked after type coercion).
+_AT_LEAST_ONE = {"data.max_vocab", "data.min_freq", "data.seq_length", "data.num_train",
+                 "data.num_eval", "data.copy_length", "data.bptt", "model.hidden_size",
+                 "model.num_layers", "model.embed_size", "train.epochs", "train.batch_size",
+                 "train.step_epochs", "train.eval_batch_size"}
+_AT_LEAST_ZERO = {"data.max_length", "data.num_buckets", "data.num_workers",
+                  "model.input_projection", "model.cell_clip", "model.projection_size",
+                  "train.lr", "train.weight_decay", "train.warmup_steps", "train.clip_norm",
+                  "train.early_stopping", "train.max_batches"}
+_PROBABILITIES = {"model.dropout", "model.embedding_dropout", "model.input_dropout",
+                  "model.output_dropout", "model.weight_dropout", "model.recurrent_dropout",
+                  "model.zoneout", "model.head_dropout"}
+_UNITS = re.compile(r"\s*[0-9]*[1-9][0-9]*\s*")
+
+
+def _check_range(key: str, value: Any) -> str | None:
+    """What is wrong with the (coerced) ``value`` of ``key``, or None."""
+    if key in _AT_LEAST_ONE and value < 1:
+        return "must be at least 1"
+    if key in _AT_LEAST_ZERO and not value >= 0:
+        return "must be at least 0"
+    if key in _PROBABILITIES and not 0 <= value < 1:
+        return "must be in [0, 1)"
+    if key == "data.valid_fraction" and not 0 < value < 1:
+        return "must be between 0 and 1 (exclusive)"
+    if key == "model.head_units" and not all(_UNITS.fullmatch(u) for u in value.split(",")
+                                             if u.strip()):
+        return "expected comma-separated positive integers, e.g. '256,128'"
+    return None
+
+
+def _parse(key: str, value: Any, default: Any, choices: tuple | None,
+           source: str = "") -> Any:
     """Coerce ``value`` (a string from the command line, or a TOML value) to the field type."""
     kind = type(default)
+    where = f"{source}: " if source else ""
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -142,9 +176,14 @@ def _parse(key: str, value: Any, default: Any, choices: tuple | None) -> Any:
         else:
             parsed = str(value).lower() if choices else str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"config key {key}: expected {kind.__name__}, got {value!r}") from None
+        raise ConfigError(f"{where}config key {key}: expected {kind.__name__}, "
+                          f"got {value!r}") from None
     if choices and parsed not in choices:
-        raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"{where}config key {key}: {value!r} is not one of "
+                          f"{', '.join(choices)}")
+    problem = _check_range(key, parsed)
+    if problem:
+        raise ConfigError(f"{where}config key {key}: {problem}, got {value!r}")
     return parsed
 
 
@@ -162,7 +201,8 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any], source: str) -
                 ", ".join(sorted(fields))
             raise ConfigError(f"{source}: unknown config key {key!r}; {section} keys: {near}")
         f = fields[name]
-        sections[section][name] = _parse(key, value, f.default, f.metadata.get("choices"))
+        sections[section][name] = _parse(key, value, f.default, f.metadata.get("choices"),
+                                         source)
     return RunConfig(task=config.task, **{name: SECTIONS[name](**values)
                                           for name, values in sections.items()})
 
@@ -186,6 +226,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             tree = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     flat: dict[str, Any] = {}
@@ -199,13 +243,19 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return flat
 
 
-def config_from_dict(tree: dict) -> RunConfig:
-    """Rebuild a saved ``config.json`` (unknown keys are errors: a foreign file)."""
+def config_from_dict(tree: dict, source: str = "config.json") -> RunConfig:
+    """Rebuild a saved ``config.json`` (unknown keys are errors: a foreign file);
+    ``source`` names the file in messages."""
     try:
         flat = {f"{s}.{k}": v for s in SECTIONS for k, v in tree[s].items()}
-        return apply_overrides(RunConfig(task=tree["task"]), flat, "config.json")
-    except (KeyError, TypeError, AttributeError) as err:
-        raise ConfigError(f"config.json: not an mxlstm run configuration ({err})") from None
+        task = tree["task"]
+    except KeyError as err:
+        raise ConfigError(f"{source}: not an mxlstm run configuration (no {err} key)") from None
+    except (TypeError, AttributeError) as err:
+        raise ConfigError(f"{source}: not an mxlstm run configuration ({err})") from None
+    if not isinstance(task, str):
+        raise ConfigError(f"{source}: not an mxlstm run configuration (task {task!r})")
+    return apply_overrides(RunConfig(task=task), flat, source)
 
 
 def describe(config: RunConfig) -> str:

@@ -62,6 +62,23 @@ def seed_everything(seed: int, epoch: int = 0) -> None:
     mx.random.seed(value, ctx="all")
 
 
+def settle_kvstore(trainer: gluon.Trainer) -> None:
+    """Initialise ``trainer``'s kvstore and wait until the initial parameters are pulled.
+
+    MXNet 1.9.1, dist kvstore, ``update_on_kvstore=False``: the Trainer initialises the
+    kvstore inside the first ``allreduce_grads()`` (rank 0 pushes the parameters, every
+    worker pulls them, asynchronously) and pushes the gradients right after. The pull of a
+    key is not ordered before the gradient push of that key, so the server may answer it
+    with the first summed gradient: that parameter then differs between the workers for
+    good. Waiting before the first all-reduce orders them.
+    """
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    mx.nd.waitall()
+
+
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> tuple[str, dict]:
     """Optimizer name and arguments, with the learning-rate schedule."""
     args: dict[str, Any] = {"learning_rate": cfg.lr}
@@ -126,11 +143,16 @@ class Fitter:
                 f"step {step}: the training loss became {total}; stopped. The last good "
                 f"checkpoint is kept in {self.run_dir / 'checkpoints'} (try a lower train.lr, "
                 f"train.clip_norm, or train.nan_policy=skip)")
+        if not self._settled:
+            settle_kvstore(self.trainer)
+            self._settled = True
         self.trainer.allreduce_grads()
+        # all-reduced gradients are summed over workers: normalise by the global count
+        global_count = count * getattr(self.kvstore, "num_workers", 1)
         if self.cfg.clip_norm > 0:
             params = [p for p in self.model.collect_params().values() if p.grad_req != "null"]
-            gluonnlp.utils.clip_grad_global_norm(params, self.cfg.clip_norm * count)
-        self.trainer.update(count)
+            gluonnlp.utils.clip_grad_global_norm(params, self.cfg.clip_norm * global_count)
+        self.trainer.update(global_count)
         return total, count
 
     # -- evaluation -------------------------------------------------------------------
@@ -151,6 +173,7 @@ class Fitter:
         name, args = make_optimizer(self.cfg, steps_per_epoch)
         self.trainer = gluon.Trainer(self.model.collect_params(), name, args,
                                      kvstore=self.kvstore, update_on_kvstore=False)
+        self._settled = False
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                  "bad_epochs": 0, "history": []}
         if resume:
@@ -230,9 +253,15 @@ class Fitter:
         """Write ``best`` (when this epoch is the best) and then ``epoch-NNNN``, which the
         ``latest`` pointer names; older epoch checkpoints are removed."""
         tag = f"epoch-{state['epoch']:04d}"
-        if state["best_epoch"] == state["epoch"]:
-            save_checkpoint(self.run_dir, "best", self.model, self.trainer, state,
-                            self.checkpoint_files)
-        save_checkpoint(self.run_dir, tag, self.model, self.trainer, state,
-                        self.checkpoint_files)
+        tags = (["best"] if state["best_epoch"] == state["epoch"] else []) + [tag]
+        for name in tags:
+            try:
+                save_checkpoint(self.run_dir, name, self.model, self.trainer, state,
+                                self.checkpoint_files)
+            except (OSError, mx.base.MXNetError) as err:  # e.g. disk full
+                reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+                raise TrainingError(
+                    f"{self.run_dir / 'checkpoints' / name}: cannot save the checkpoint of "
+                    f"epoch {state['epoch']} ({reason}); the checkpoints saved before are "
+                    f"kept") from None
         prune_checkpoints(self.run_dir, keep={tag, "best"})
