@@ -7,7 +7,8 @@ from typing import Any
 
 from mxnet import gluon
 
-from mxlstm.data.augment import AugmentedDataset, build_augmentation
+from mxlstm.data.augment import AugmentedDataset
+from mxlstm.data.augment_spec import build_augmentation
 from mxlstm.data.batching import make_loader
 from mxlstm.models import SequenceModel
 from mxlstm.training.config import RunConfig

@@ -20,9 +20,9 @@ from mxlstm.data.augment import (
     TimeStretch,
     TokenDropout,
     UnknownSubstitution,
-    build_augmentation,
     rotate,
 )
+from mxlstm.data.augment_spec import build_augmentation
 from mxlstm.data.batching import EpochIndex, make_loader
 from mxlstm.errors import ConfigError
 
