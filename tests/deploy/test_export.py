@@ -1,0 +1,191 @@
+"""Export: the three files, the self-check, streaming graphs, ONNX refusals, the CLI.
+
+Tiny runs come from ``test_predictor.py``'s helpers (trained once per session).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+from test_predictor import exported, live_classifier, probs, tiny_run
+
+from mxlstm import runs
+from mxlstm.cli import main
+from mxlstm.data.sources import NormalizationStats, load_digits
+from mxlstm.deploy import export as export_module
+from mxlstm.deploy.export import export_model, streaming_refusal
+from mxlstm.deploy.onnx_export import export_onnx, onnx_refusal
+from mxlstm.deploy.predictor import Predictor
+from mxlstm.errors import ModelFileError, MxlstmError
+from mxlstm.models import SequenceModel
+
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory) -> Path:
+    """The run cache shared with test_predictor.py (same session directory)."""
+    return tmp_path_factory.getbasetemp() / "deploy-runs"
+
+
+def read_meta(prefix: Path) -> dict:
+    return json.loads(Path(str(prefix) + "-meta.json").read_text())
+
+
+def test_export_writes_three_self_describing_files(base):
+    prefix = exported(base, "digits")
+    meta = read_meta(prefix)
+    params = Path(str(prefix) + "-0000.params")
+    assert meta["format"] == "mxlstm-export" and meta["format_version"] == 1
+    assert meta["fingerprint"]["params_sha256"] == hashlib.sha256(params.read_bytes()).hexdigest()
+    assert meta["task"] == "digits" and meta["kind"] == "sequence_classification"
+    assert meta["label_names"] == [str(k) for k in range(10)]
+    spec = meta["input"]
+    assert spec["names"] == ["data", "valid_length"] and spec["lengths"] is True
+    assert (spec["layout"], spec["dtype"], spec["features"]) == ("NTC", "float32", 8)
+    assert len(meta["preprocessing"]["normalization"]["mean"]) == 8
+    assert [(o["name"], o["shape"]) for o in meta["outputs"]] == [("logits", ["N", "K"])]
+    assert meta["versions"]["mxnet"] == mx.__version__
+    assert meta["graph"]["packed_rnn_weights"] == 2  # one fused op per direction
+    check = meta["verification"]
+    assert check["max_abs_diff"] <= 1e-5
+    assert check["batches"][0][:2] != check["batches"][1][:2]  # other batch size and length
+    graph = json.loads(Path(str(prefix) + "-symbol.json").read_text())
+    inputs = [n["name"] for n in graph["nodes"] if n["op"] == "null" and "_" not in n["name"]]
+    assert inputs == ["data"] and any(n["name"] == "valid_length" for n in graph["nodes"])
+    text = read_meta(exported(base, "text"))
+    pre = text["preprocessing"]
+    assert pre["tokenizer"] == {"rule": "mxlstm-word-v1", "level": "word"}
+    assert pre["idx_to_token"][:3] == ["<unk>", "<pad>", "<eos>"]
+    assert (pre["unk_id"], pre["pad_id"], pre["truncate"]) == (0, 1, 64)
+
+
+def test_export_that_does_not_round_trip_is_refused(base, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "max_abs_diff", lambda a, b: 1.0)
+    with pytest.raises(ModelFileError, match="did not round-trip"):
+        export_model(tiny_run(base, "digits"), tmp_path / "bad")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_language_model_exports_states_as_inputs_and_outputs(base):
+    meta = read_meta(exported(base, "lm"))
+    assert meta["input"]["names"] == ["data", "state_h", "state_c"]
+    assert [s["shape"] for s in meta["input"]["states"]] == [[2, "N", 16], [2, "N", 16]]
+    assert [o["name"] for o in meta["outputs"]] == ["logits", "state_h_out", "state_c_out"]
+    assert meta["preprocessing"]["tokenizer"]["rule"] == "mxlstm-word-v1"
+
+
+def test_streaming_chunks_equal_one_full_pass(base):
+    prefix = exported(base, "digits-uni", streaming=True)
+    meta = read_meta(prefix)
+    assert meta["streaming"] and meta["input"]["names"] == ["data", "state_h", "state_c"]
+    assert meta["verification"]["streaming_vs_full_pass_max_abs_diff"] <= 1e-5
+    prepared, _, run_meta = runs.load_model(tiny_run(base, "digits-uni"))
+    model, labels = prepared.model, run_meta["label_names"]
+    stats = NormalizationStats.from_dict(run_meta["normalization"])
+    p = Predictor(prefix)
+    raw = load_digits().sequences[:3]
+    for seq in raw:
+        answer, states = p.stream(seq[:3])  # batch 1, states carried between chunks
+        answer, states = p.stream(seq[3:5], states)
+        answer, states = p.stream(seq[5:], states)
+        full = live_classifier(model, [stats.apply(seq)])
+        assert np.abs(probs([answer], labels) - full).max() <= 1e-6
+        x = stats.apply(seq)[None]
+        steps = p.forward(x, *p.begin_states(1))[0]  # (1, T, K): the head at every step
+        for t in range(1, len(seq) + 1):
+            prefix_logits = model(mx.nd.array(x[:, :t]), mx.nd.array([t])).asnumpy()
+            assert np.abs(steps[0, t - 1] - prefix_logits[0]).max() <= 1e-5
+    rows = [raw[0][:5], raw[1], raw[2][:2]]  # whole sequences, mixed lengths, one batch
+    batch = live_classifier(model, [stats.apply(r) for r in rows])
+    assert np.abs(probs(p.predict(rows), labels) - batch).max() <= 1e-6
+
+
+def test_streaming_is_refused_where_it_cannot_be_exact(base):
+    with pytest.raises(ModelFileError, match="bidirectional"):
+        export_model(tiny_run(base, "digits"), base / "never", streaming=True)
+    mean_pooled = SequenceModel(3, 8, pooling="mean")
+    assert "pooling='mean'" in streaming_refusal(mean_pooled, "sequence_classification")
+    assert streaming_refusal(SequenceModel(3, 8), "sequence_classification") is None
+
+
+# ----------------------------------------------------------------------------- ONNX
+def rnn_graph(**attrs) -> dict:
+    return {"nodes": [{"op": "null", "name": "data"}, {"op": "RNN", "name": "rnn0",
+                                                         "attrs": attrs}]}
+
+
+def test_onnx_refusals_name_the_reason(base):
+    plain = {"input": {"lengths": False}}
+    assert onnx_refusal(plain, rnn_graph(num_layers="1")) is None
+    assert "bidirectional multi-layer" in onnx_refusal(
+        plain, rnn_graph(num_layers="2", bidirectional="True"))
+    assert "multi-layer" in onnx_refusal(plain, rnn_graph(num_layers="2"))
+    assert "foreach" in onnx_refusal(plain, {"nodes": [{"op": "_foreach", "name": "f"}]})
+    with pytest.raises(ModelFileError, match="refused.*valid_length"):
+        export_onnx(exported(base, "digits"))
+
+
+@pytest.mark.skipif(HAS_ORT, reason="onnxruntime is installed")
+def test_onnx_without_runtime_says_how_to_install(base):
+    with pytest.raises(MxlstmError, match=r"pip install onnx==1\.14\.1"):
+        export_onnx(exported(base, "digits-uni", streaming=True))
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed (optional)")
+def test_onnx_streaming_graph_matches_in_onnxruntime(base):
+    result = export_onnx(exported(base, "digits-uni", streaming=True))
+    assert result["opset"] == 13 and result["max_abs_diff"] <= 1e-5
+    assert Path(result["path"]).is_file()
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_export_and_predict(base, tmp_path, capsys):
+    prefix = tmp_path / "cli" / "digits"
+    assert main(["export", "--model", str(tiny_run(base, "digits")), "--out", str(prefix)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["inputs"] == ["data", "valid_length"] and summary["max_abs_diff"] <= 1e-5
+    raw = np.stack(load_digits().sequences[:3])
+    np.save(tmp_path / "x.npy", raw)
+    assert main(["predict", "--model", str(prefix), "--input", str(tmp_path / "x.npy")]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = Predictor(prefix).predict(list(raw))
+    assert [line["line"] for line in lines] == [1, 2, 3]
+    assert [line["label"] for line in lines] == [e["label"] for e in expected]
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a wonderful, moving film\n\nboring and far too long\n")
+    assert main(["predict", "--model", str(exported(base, "text")), "--input", str(texts)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["line"] for line in lines] == [1, 3]
+    assert all(abs(sum(line["probabilities"].values()) - 1) < 1e-6 for line in lines)
+
+
+def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys, monkeypatch):
+    prefix, run = exported(base, "digits"), tiny_run(base, "digits")
+    # a fresh `mxlstm` process logs warnings only; drop the train-log handlers of this one
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers",
+                        [h for h in root.handlers if not getattr(h, "_mxlstm", False)])
+    capsys.readouterr()
+    np.save(tmp_path / "bad.npy", np.zeros((2, 8, 7)))
+    cases = [["predict", "--model", str(prefix), "--input", str(tmp_path / "bad.npy")],
+             ["predict", "--model", str(tmp_path / "nothing"), "--input", str(tmp_path)],
+             ["export", "--model", str(run), "--out", str(tmp_path / "o"), "--onnx"]]
+    messages = ["expects 8", "missing exported file", "ONNX export refused"]
+    for argv, message in zip(cases, messages):
+        assert main(argv) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and err[0].startswith("mxlstm: error:") and message in err[0]
+    proc = subprocess.run([sys.executable, "-m", "mxlstm.cli"] + cases[0], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("mxlstm: error:")
