@@ -24,7 +24,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/mxlstm bench --out docs/benchmarks.md
+	$(BIN)/python -m mxlstm.bench setup-torch
+	$(BIN)/python -m mxlstm.bench all --pairs 5 --no-static-shape --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -33,6 +33,15 @@ from mxlstm.errors import ConfigError
 Params = dict[str, Any]
 
 
+def sigmoid(F, x):
+    """``F.Activation`` rather than ``F.sigmoid``: oneDNN's kernel, several times faster on CPU."""
+    return F.Activation(x, act_type="sigmoid")
+
+
+def tanh(F, x):
+    return F.Activation(x, act_type="tanh")
+
+
 class RecurrentCell(HybridBlock):
     """Base class: parameters in the fused layout and one step of the recurrence.
 
@@ -107,6 +116,15 @@ class RecurrentCell(HybridBlock):
         """One step from the projected input ``x_proj (N, G*H)``; returns ``(h, states)``."""
         raise NotImplementedError
 
+    def gates(self, F, a) -> list:
+        """Split ``a (N, G*H)`` into ``G`` arrays ``(N, H)``.
+
+        ``slice_axis`` per gate: on CPU its backward is far cheaper than ``split``'s.
+        """
+        h = self.hidden_size
+        return [F.slice_axis(a, axis=1, begin=k * h, end=(k + 1) * h)
+                for k in range(self.num_gates)]
+
     def hybrid_forward(self, F, x, states, **params):
         return self.step(F, self.project_input(F, x, params), list(states), params)
 
@@ -143,11 +161,11 @@ class GRUCell(RecurrentCell):
 
     def step(self, F, x_proj, states, params):
         h = states[0]
-        i_r, i_z, i_n = F.split(x_proj, num_outputs=3, axis=1)
-        h_r, h_z, h_n = F.split(self.recurrent_projection(F, h, params), num_outputs=3, axis=1)
-        r = F.sigmoid(i_r + h_r)
-        z = F.sigmoid(i_z + h_z)
-        n = F.tanh(i_n + r * h_n)
+        i_r, i_z, i_n = self.gates(F, x_proj)
+        h_r, h_z, h_n = self.gates(F, self.recurrent_projection(F, h, params))
+        r = sigmoid(F, i_r + h_r)
+        z = sigmoid(F, i_z + h_z)
+        n = tanh(F, i_n + r * h_n)
         h_new = (1 - z) * n + z * h
         return h_new, [h_new]
 
@@ -258,11 +276,11 @@ class LSTMCell(RecurrentCell):
         a = x_proj + self.recurrent_projection(F, h, params)
         if self.layer_norm:
             a = self._normalize(F, a, 4, params["ln_gamma"], params["ln_beta"])
-        a_i, a_f, a_g, a_o = F.split(a, num_outputs=4, axis=1)
+        a_i, a_f, a_g, a_o = self.gates(F, a)
         if self.peephole:
             a_i = a_i + F.broadcast_mul(c, params["peep_i"])
             a_f = a_f + F.broadcast_mul(c, params["peep_f"])
-        c_new = F.sigmoid(a_f) * c + F.sigmoid(a_i) * F.tanh(a_g)
+        c_new = sigmoid(F, a_f) * c + sigmoid(F, a_i) * tanh(F, a_g)
         if self.cell_clip:
             c_new = F.clip(c_new, -self.cell_clip, self.cell_clip)
         if self.peephole:
@@ -270,7 +288,7 @@ class LSTMCell(RecurrentCell):
         c_out = c_new
         if self.layer_norm:
             c_out = self._normalize(F, c_new, 1, params["ln_c_gamma"], params["ln_c_beta"])
-        h_new = F.sigmoid(a_o) * F.tanh(c_out)
+        h_new = sigmoid(F, a_o) * tanh(F, c_out)
         if self.projection_size:
             h_new = F.FullyConnected(h_new, params["h2r_weight"], no_bias=True,
                                      num_hidden=self.projection_size)

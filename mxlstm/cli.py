@@ -133,6 +133,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-data", metavar="PATH", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("bench", help="throughput benchmarks (python -m mxlstm.bench ...)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="run | roof | profile | all | setup-torch, and their options")
+
     p = sub.add_parser("config", help="print the effective configuration with help")
     _add_config_options(p)
     p.set_defaults(func=cmd_config)
@@ -172,6 +177,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser takes every option after the word
+        from mxlstm.bench.__main__ import main as bench_main
+        return bench_main(argv[1:])
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command != "train":  # train logs to stderr and DIR/train.log itself

@@ -178,6 +178,11 @@ class RecurrentLayer(HybridBlock):
         if self.fused is True and reason is not None:
             raise ConfigError(f"fused=True but the fused operator is not exact here: {reason}")
         use = self.fused is not False and reason is None
+        if not use and dict(getattr(self, "_flags", [])).get("static_shape"):
+            raise ConfigError(
+                "hybridize(static_shape=True) makes MXNet 1.9.1 compute wrong values on the "
+                "cells path (contrib.foreach after a matrix product); hybridize with "
+                "static_alloc=True only")
         path = "fused" if use else "cells"
         if path not in self._logged_paths:
             self._logged_paths.add(path)

@@ -190,6 +190,20 @@ def test_path_choice_is_honest_and_logged(caplog):
     assert not plain.uses_fused(True), "final states of padded batches need the cells path"
 
 
+def test_static_shape_on_the_cells_path_is_refused_not_silently_wrong():
+    """MXNet 1.9.1's foreach after a FullyConnected gives wrong numbers under
+    static_shape=True; the layer refuses instead of returning them."""
+    x = mx.nd.random.normal(shape=(2, 5, 3))
+    cells = build("lstm", 4, 1, False, x, fused=False)
+    cells.hybridize(static_alloc=True, static_shape=True)
+    with pytest.raises((ConfigError, ValueError), match="static_shape"):
+        cells(x)
+    fused = build("lstm", 4, 1, False, x, fused=True)
+    want = fused(x).asnumpy()
+    fused.hybridize(static_alloc=True, static_shape=True)
+    np.testing.assert_allclose(fused(x).asnumpy(), want, atol=1e-6)
+
+
 def test_weight_drop_composes_with_the_fused_path():
     x = mx.nd.random.normal(shape=(2, 5, 3))
     fused = build("lstm", 4, 1, False, x, fused=True, weight_dropout=0.5)
