@@ -172,7 +172,8 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def baseline(prepared) -> dict:
-    """A simple reference: majority class accuracy, or mean-predictor MSE."""
+    """A simple reference: majority-class accuracy, mean-predictor MSE, unigram perplexity
+    (add-one smoothing) or the memoryless copy-task cross-entropy."""
     kind = prepared.meta["kind"]
     if kind in ("sequence_classification", "text_classification"):
         from mxlstm.training.metrics import majority_baseline
@@ -182,6 +183,15 @@ def baseline(prepared) -> dict:
     if kind == "regression":
         targets = np.concatenate([b[1].asnumpy() for b in prepared.test_loader])
         return {"mean_predictor_mse": float(np.var(targets))}
+    if kind == "language_model":
+        from mxlstm.training.metrics import unigram_perplexity
+        return {"unigram_perplexity": unigram_perplexity(
+            prepared.train_loader.ids, prepared.test_loader.ids,
+            prepared.meta["input"]["vocab_size"])}
+    if kind == "tagging":
+        from mxlstm.data.synthetic import copy_memory_baseline
+        return {"memoryless_nll": copy_memory_baseline(
+            prepared.meta["copy_length"], prepared.meta["sequence_length"])}
     return {}
 
 

@@ -56,5 +56,6 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         cfg, *sets, pad_batchify_fn=batchify, shard=shard)
     meta = {"task": cfg.task, "kind": "regression" if cfg.task == "adding" else "tagging",
             "label_names": labels, "input": meta_input, "sequence_length": d.seq_length,
+            "copy_length": d.copy_length,
             "counts": dict(zip(("train", "valid", "test"), sizes))}
     return Prepared(model, objective, train_loader, valid_loader, test_loader, steps, meta)

@@ -42,6 +42,7 @@ def test_every_task_trains_checkpoints_and_evaluates(task, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     metric = MAIN_METRIC[task]
     assert np.isfinite(printed["test"][metric])
+    assert all(np.isfinite(v) for v in printed["baseline"].values()) and printed["baseline"]
     for name in ("config.json", "meta.json", "metrics.jsonl", "report.json"):
         assert (out / name).is_file(), name
     assert find_checkpoint(out, "best") is not None
