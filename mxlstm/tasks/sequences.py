@@ -35,13 +35,15 @@ PRESETS = {
                "train.lr": 3e-3,
                "train.batch_size": 64, "train.schedule": "cosine",
                "data.augment": "pixelshift:1@0.5,rotate:10@0.5"},
-    "vowels": {"data.name": "JapaneseVowels", "model.hidden_size": 128,
-               "model.bidirectional": True, "model.pooling": "mean", "train.epochs": 40,
-               "train.lr": 3e-3, "train.batch_size": 32, "train.schedule": "cosine",
-               "data.valid_fraction": 0.2, "data.augment": "jitter:0.05@0.5,scale:0.1@0.5"},
-    "uea": {"model.hidden_size": 128, "model.bidirectional": True, "model.pooling": "mean",
-            "train.epochs": 40, "train.lr": 3e-3, "train.batch_size": 32,
-            "train.schedule": "cosine", "data.valid_fraction": 0.2},
+    "vowels": {"data.name": "JapaneseVowels", "model.hidden_size": 64,
+               "model.bidirectional": True, "model.pooling": "last", "model.input_dropout": 0.2,
+               "train.epochs": 80, "train.lr": 3e-3, "train.batch_size": 32,
+               "train.schedule": "cosine", "data.valid_fraction": 0.2,
+               "data.augment": "jitter:0.05@0.5,scale:0.1@0.5"},
+    "uea": {"model.hidden_size": 64, "model.bidirectional": True, "model.pooling": "last",
+            "model.input_dropout": 0.2, "train.epochs": 80, "train.lr": 3e-3,
+            "train.batch_size": 32, "train.schedule": "cosine", "data.valid_fraction": 0.2,
+            "data.augment": "jitter:0.05@0.5,scale:0.1@0.5"},
 }
 
 
