@@ -3,8 +3,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+ONNX_STAMP := $(VENV)/.onnx-stamp
+# onnxruntime 1.15.1 (cp311) declares numpy>=1.24.2 but runs on 1.23.5, and mxnet 1.9.1 needs
+# numpy<1.24: install it without dependencies and keep numpy pinned in every pip command.
+NUMPY_PIN := 'numpy>=1.21,<1.24'
+ORT_PACKAGES := onnxruntime==1.15.1 coloredlogs humanfriendly flatbuffers sympy mpmath packaging
 
-.PHONY: train test lint bench clean
+.PHONY: train test lint bench clean onnx
 
 $(STAMP): setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mxlstm needs Python 3.11, got " + sys.version'
@@ -19,6 +24,15 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Optional: onnx + onnxruntime for `mxlstm export --onnx` and tests/deploy/test_onnx.py.
+onnx: $(ONNX_STAMP)
+
+$(ONNX_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet onnx==1.14.1 $(NUMPY_PIN)
+	$(BIN)/python -m pip install --quiet --no-deps $(ORT_PACKAGES) $(NUMPY_PIN)
+	$(BIN)/python -c 'import numpy, onnx, onnxruntime; v = numpy.__version__; assert tuple(map(int, v.split(".")[:2])) < (1, 24), v'
+	touch $(ONNX_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,131 +1,372 @@
-"""ONNX for the exports where the conversion is exact, verified in onnxruntime.
+"""ONNX for the models MXNet 1.9.1's mx2onnx converts exactly, verified in onnxruntime.
 
-``export_onnx(PREFIX)`` converts ``PREFIX-symbol.json`` + ``PREFIX-0000.params`` with MXNet's
-mx2onnx at a pinned opset 13 (mx2onnx otherwise declares onnx's newest opset over
-old-style nodes), then runs both on two random batches and keeps the file only when every
-output (matched by name: onnxruntime does not keep the order) is within 1e-5.
+``export_onnx(PREFIX)`` reloads the trained run behind an mxlstm export (``source`` in
+``PREFIX-meta.json``), builds an export-only graph that shares its parameters, converts it
+with mx2onnx at a pinned opset 13 (mx2onnx otherwise declares onnx's newest opset over
+old-style nodes) and keeps ``PREFIX.onnx`` only when onnxruntime matches the trained model
+within 1e-5 at two batch sizes (outputs matched by name). ``PREFIX-meta.json`` then records
+the check under ``onnx``, or the reason for a refusal.
 
-Refused, with the reason (see :func:`onnx_refusal`): graphs with sequence-length inputs
-(all variable-length classifiers: export them with ``--streaming`` instead), the
-gate-level cells path (``contrib.foreach``), ``SequenceLast``, fused multi-layer or
-bidirectional multi-layer RNN ops and LSTM projections. Converts: streaming graphs and
-language models whose layers run one fused op each.
+The export-only graph (:class:`OnnxGraph`) runs every recurrent layer as its own 1-layer
+fused ``RNN`` op (mx2onnx converts no 3+-layer or bidirectional multi-layer op, and its
+2-layer conversion fails in onnxruntime unless input size = hidden size) and takes no
+``valid_length``:
+
+* language models and ``--streaming`` exports: ``data``, states -> outputs, new states;
+* sequence models whose data all have one length ``T``: ``data (N, T, ...)`` -> outputs,
+  every row read to its end ('last' pooling slices the last step: no ``SequenceLast``).
+
+Refused, with the reason: variable-length data (the graph would need ``valid_length``:
+length masks, ``SequenceReverse`` with lengths and gathers do not convert), the gate-level
+cells path (``contrib.foreach``: peephole, layer norm, clipping, projection, zoneout,
+recurrent dropout) and whatever mx2onnx or onnxruntime fail on (e.g. bidirectional GRU).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+from mxnet.gluon import HybridBlock
 
-from mxlstm.deploy.export import TOLERANCE, files_of, flat, import_block
+from mxlstm import fused as fused_ops
+from mxlstm.deploy.export import (
+    TOLERANCE,
+    _rename_inputs,
+    build_graph,
+    files_of,
+    flat,
+    fold_packed_weights,
+)
 from mxlstm.errors import ModelFileError, MxlstmError
+from mxlstm.recurrent import RecurrentLayer
+from mxlstm.sequence import zeros_like_state
 
 ONNX_OPSET = 13
-ONNX_INSTALL = ("pip install onnx==1.14.1 && pip install --no-deps onnxruntime==1.15.1 "
-                "coloredlogs flatbuffers sympy packaging")
+NUMPY_PIN = "'numpy>=1.21,<1.24'"
+ONNX_INSTALL = (f"make onnx, or: pip install onnx==1.14.1 {NUMPY_PIN} && pip install --no-deps "
+                f"onnxruntime==1.15.1 coloredlogs humanfriendly flatbuffers sympy mpmath "
+                f"packaging {NUMPY_PIN}")
+BATCH_SIZES = (2, 5)
 
 
-def onnx_refusal(meta: dict, graph: dict) -> str | None:
-    """Why an export cannot go to ONNX (known wrong or failing conversions), or None."""
-    if meta["input"]["lengths"]:
-        return ("the graph takes sequence lengths (valid_length); mx2onnx cannot convert "
-                "length-aware ops (SequenceReverse / masks with lengths). Export with "
-                "--streaming (unidirectional, pooling 'last') for an ONNX-able graph")
-    ops = {node["op"] for node in graph["nodes"]}
-    if "_foreach" in ops:
-        return "the graph runs the gate-level cells path (contrib.foreach), which has no " \
-               "ONNX conversion"
-    if "SequenceLast" in ops:
-        return "SequenceLast does not convert to ONNX"
-    for node in graph["nodes"]:
-        if node["op"] != "RNN":
-            continue
-        attrs = node.get("attrs", {})
-        layers = int(attrs.get("num_layers", 1))
-        if attrs.get("bidirectional", "False") == "True" and layers > 1:
-            return "bidirectional multi-layer RNN ops are not exportable to ONNX"
-        if layers > 1:
-            return "a fused multi-layer RNN op fails in onnxruntime (stack 1-layer ones)"
-        if attrs.get("projection_size", "None") != "None":
-            return "LSTM projection (LSTMP) is not exportable to ONNX"
+# ----------------------------------------------------------------------------- graphs
+class LayerwiseFused(HybridBlock):
+    """A trained :class:`~mxlstm.recurrent.RecurrentLayer` (inference only) as one 1-layer
+    fused ``RNN`` op per layer, on the trained layer's own Parameter objects.
+
+    Inputs: ``x (N, T, C)`` (or ``(T, N, C)``), states (each ``(L*D, N, H)``) or None.
+    Outputs: ``out``, and with ``return_states`` the final states.
+    """
+
+    def __init__(self, trained: RecurrentLayer, return_states: bool) -> None:
+        super().__init__(prefix=trained.prefix, params=trained.params)
+        self.hidden_size = trained.hidden_size
+        self.num_layers = trained.num_layers
+        self.directions = trained.directions
+        self.layout = trained.layout
+        self.mode = trained._table.cells[0].mode  # 'lstm', 'gru', 'rnn_tanh', 'rnn_relu'
+        self.num_states = len(trained.state_info())
+        self.return_states = return_states
+        self.weight_dropout = 0.0  # identity at inference; read by fused.pack_params
+        for name in trained._reg_params:  # l0_i2h_weight, ...: shared, not copied
+            setattr(self, name, self.params.get(name))
+
+    def hybrid_forward(self, F, x, states=None, **params):
+        if self.layout == "NTC":
+            x = F.swapaxes(x, 0, 1)
+        per = len(self.directions)
+        if states is None:
+            zero = F.expand_dims(zeros_like_state(F, x, self.hidden_size), axis=0)
+            zero = F.broadcast_axis(zero, axis=0, size=per)
+        finals: list[list] = [[] for _ in range(self.num_states)]
+        for index in range(self.num_layers):
+            if states is None:
+                begin = [zero] + [F.identity(zero) for _ in range(self.num_states - 1)]
+            else:
+                begin = [F.slice_axis(s, axis=0, begin=index * per, end=(index + 1) * per)
+                         for s in states]
+            flat_params = fused_ops.pack_params(F, self, params, [index], self.directions)
+            out = F.RNN(x, flat_params, *begin, state_size=self.hidden_size, num_layers=1,
+                        bidirectional=per == 2, mode=self.mode, state_outputs=True, p=0.0)
+            x = out[0]
+            for k in range(self.num_states):
+                finals[k].append(out[k + 1])
+        if self.layout == "NTC":
+            x = F.swapaxes(x, 0, 1)
+        if not self.return_states:
+            return x
+        return x, [f[0] if len(f) == 1 else F.concat(*f, dim=0) for f in finals]
+
+
+class OnnxGraph(HybridBlock):
+    """Export-only graph of a trained model: no ``valid_length``, dropouts left out
+    (identities at inference), the encoder as :class:`LayerwiseFused`.
+
+    ``stateful`` (language models, streaming): inputs ``data``, states; outputs the
+    per-step head ``(N, T, K)`` / logits ``(N, T, V)``, then the new states. Otherwise:
+    input ``data`` whose rows all have ``T`` valid steps; output pooled ``(N, K)`` (or
+    per-step ``(N, T, K)`` for per-step models).
+    """
+
+    def __init__(self, model: HybridBlock, kind: str, streaming: bool,
+                 length: int | None = None) -> None:
+        super().__init__()
+        self.length = length
+        self.stateful = kind == "language_model" or streaming
+        self.pooling = None if self.stateful or getattr(model, "per_step", False) \
+            else model.pooling
+        self.hidden_size = model.encoder.hidden_size
+        self.bidirectional = model.encoder.num_directions == 2
+        self.embedding = model.embedding
+        self.projection = getattr(model, "projection", None)
+        self.encoder = LayerwiseFused(model.encoder, return_states=self.stateful)
+        self.head = model.decoder if kind == "language_model" else model.head
+
+    def hybrid_forward(self, F, x, *states):
+        for stage in (self.embedding, self.projection):
+            if stage is not None:
+                x = stage(x)
+        if self.stateful:
+            out, new = self.encoder(x, list(states))
+            return (self.head(out), *new)
+        out = self.encoder(x)
+        if self.pooling is None:
+            return self.head(out)
+        # mx2onnx checks its graph against onnx's newest opset, where ReduceMean/ReduceMax
+        # take no 'axes' attribute: sum / T and a global max pooling convert instead
+        if self.pooling == "mean":
+            return self.head(F.sum(out, axis=1) / float(self.length))
+        if self.pooling == "max":
+            pooled = F.Pooling(F.expand_dims(F.swapaxes(out, 1, 2), axis=3), kernel=(1, 1),
+                               pool_type="max", global_pool=True, layout="NCHW")
+            return self.head(F.reshape(pooled, shape=(0, -1)))
+        last = F.squeeze(F.slice_axis(out, axis=1, begin=-1, end=None), axis=1)
+        if self.bidirectional:  # reverse direction: its output at step 0 read everything
+            first = F.squeeze(F.slice_axis(out, axis=1, begin=0, end=1), axis=1)
+            last = F.concat(F.slice_axis(last, axis=1, begin=0, end=self.hidden_size),
+                            F.slice_axis(first, axis=1, begin=self.hidden_size, end=None),
+                            dim=1)
+        return self.head(last)
+
+
+# ----------------------------------------------------------------------------- checks
+def data_length(prepared) -> tuple[int | None, int, int]:
+    """``(T, shortest, longest)`` over the run's evaluation data; ``T`` is None unless every
+    sequence has the same length (then a graph without ``valid_length`` is exact)."""
+    lengths: set[int] = set()
+    for loader in (prepared.valid_loader, prepared.test_loader):
+        for batch in loader:
+            lengths.add(int(batch[0].shape[1]))  # the padded width: the batch's longest
+            if len(batch) > 2:
+                lengths.update(int(v) for v in batch[2].asnumpy())
+    low, high = min(lengths), max(lengths)
+    return (high if low == high else None), low, high
+
+
+def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
+                 length: tuple[int | None, int, int] | None) -> str | None:
+    """Why the trained ``model`` cannot go to ONNX exactly, or None. ``length`` is
+    :func:`data_length` (needed for non-streaming sequence models only)."""
+    encoder = model.encoder
+    if not isinstance(encoder, RecurrentLayer):
+        return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"
+    reason = encoder.fused_reason(False)
+    if reason:
+        return (f"the model runs on the gate-level cells path (contrib.foreach, which has no "
+                f"ONNX conversion): {reason}")
+    if kind != "language_model" and not streaming and length is not None and length[0] is None:
+        return (f"sequences have different lengths ({length[1]} to {length[2]} steps), so the "
+                f"graph needs valid_length, and mx2onnx cannot convert length-aware ops "
+                f"(SequenceReverse with lengths, length masks, gathering the last valid "
+                f"step). A unidirectional model with pooling 'last' exports with --streaming, "
+                f"whose graph converts")
     return None
 
 
+# ----------------------------------------------------------------------------- export
 def export_onnx(prefix: str | Path, onnx_path: str | Path | None = None) -> dict:
-    """Convert an mxlstm export to ``PREFIX.onnx`` (opset 13) and verify it in onnxruntime.
+    """Write ``PREFIX.onnx`` (opset 13) for the mxlstm export ``PREFIX`` and verify it in
+    onnxruntime against the trained model; records the result (or the refusal) as
+    ``onnx`` in ``PREFIX-meta.json`` and returns it.
 
-    Refuses (:class:`ModelFileError`, with the reason) graphs that mx2onnx converts wrongly
-    or not at all; raises :class:`MxlstmError` with install instructions when ``onnx`` /
-    ``onnxruntime`` are absent. Returns ``{'path', 'opset', 'max_abs_diff'}``.
+    Raises :class:`ModelFileError` ("ONNX export refused: ...") when the conversion would
+    be inexact or fails, :class:`MxlstmError` with install instructions when ``onnx`` /
+    ``onnxruntime`` are absent.
     """
     symbol_file, params_file, meta_file = files_of(prefix)
     for f in (symbol_file, params_file, meta_file):
         if not f.is_file():
             raise ModelFileError(f"{f}: missing (run mxlstm export first)")
-    meta = json.loads(meta_file.read_text())
-    reason = onnx_refusal(meta, json.loads(symbol_file.read_text()))
-    if reason:
-        raise ModelFileError(f"ONNX export refused: {reason}")
     try:
         import onnx
         import onnxruntime
-        from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
     except ImportError as err:
         raise MxlstmError(f"ONNX export needs onnx and onnxruntime ({err.name} is missing); "
                           f"install them with: {ONNX_INSTALL}") from None
-    spec = meta["input"]
-    dtype = np.dtype(spec["dtype"])
-    rng = np.random.RandomState(0)
-
-    def inputs(n: int, t: int) -> list[np.ndarray]:
-        x = (rng.randint(0, spec["vocab_size"], (n, t)) if spec["type"] == "tokens"
-             else rng.randn(n, t, spec["features"])).astype(dtype)
-        return [x] + [(0.5 * rng.randn(*[n if d == "N" else d for d in s["shape"]]))
-                      .astype(np.float32) for s in spec["states"]]
-
-    sym, args, aux = mx.model.load_checkpoint(str(prefix), 0)
-    example = inputs(1, 5)
-    dynamic = [(None, None) if example[0].ndim == 2 else (None, None, spec["features"])]
-    dynamic += [tuple(None if d == "N" else d for d in s["shape"]) for s in spec["states"]]
+    meta = json.loads(meta_file.read_text())
     path = Path(onnx_path or str(prefix) + ".onnx")
     try:
-        types = [onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[a.dtype] for a in example]
-        proto = MXNetGraph().create_onnx_graph_proto(
-            sym, {**args, **aux}, [a.shape for a in example], types,
-            opset_version=ONNX_OPSET, dynamic=True, dynamic_input_shapes=dynamic)
-        model = onnx.helper.make_model(
-            proto, opset_imports=[onnx.helper.make_opsetid("", ONNX_OPSET)])
-        onnx.checker.check_model(model)
-        path.write_bytes(model.SerializeToString())
+        result = _export(meta, path, onnx, onnxruntime)
+    except ModelFileError as err:
+        path.unlink(missing_ok=True)
+        meta["onnx"] = {"exported": False, "refused": str(err)}
+        meta_file.write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        raise ModelFileError(f"ONNX export refused: {err}") from None
+    meta["onnx"] = result
+    meta_file.write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+    return {"path": str(path), "max_abs_diff": result["verification"]["max_abs_diff"],
+            **result}
+
+
+def _export(meta: dict, path: Path, onnx, onnxruntime) -> dict:
+    from mxlstm.runs import load_model
+
+    source = meta.get("source", {})
+    if not Path(source.get("model_dir", "")).is_dir():
+        raise ModelFileError(f"the trained run {source.get('model_dir')!r} (meta source) is "
+                             f"gone; the ONNX graph is rebuilt from it")
+    prepared, cfg, _ = load_model(source["model_dir"], tag=source.get("tag", "best"))
+    kind, streaming = meta["kind"], bool(meta.get("streaming"))
+    stateful = kind == "language_model" or streaming
+    length = None if stateful else data_length(prepared)
+    reason = onnx_refusal(prepared.model, kind, streaming, length)
+    if reason:
+        raise ModelFileError(reason)
+    reference, _, _ = build_graph(prepared, cfg, kind, streaming)
+    graph = OnnxGraph(prepared.model, kind, streaming, None if stateful else length[0])
+    graph.hybridize(static_alloc=True)
+    spec = meta["input"]
+    names = ["data"] + [s["name"] for s in spec["states"]]
+    out_names = [o["name"] for o in meta["outputs"]]
+    fixed = None if stateful else length[0]
+    lengths = (fixed, fixed) if fixed else (6, 11)
+    batches = [_inputs(spec, n, t, seed) for seed, (n, t) in enumerate(zip(BATCH_SIZES, lengths))]
+    try:
+        proto = _convert(graph, batches[0], names, out_names, spec, onnx)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(proto.SerializeToString())
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        diff = _compare(session, import_block(prefix, spec["names"]), sym.list_outputs(),
-                        spec["names"], [inputs(1, 7), inputs(3, 11)])
+        diff = _compare(session, reference, stateful, names, out_names, batches)
+    except ModelFileError:
+        raise
     except Exception as err:  # any converter or runtime failure is a refusal
-        path.unlink(missing_ok=True)
-        first = (str(err).strip().splitlines() or [repr(err)])[0]
-        raise ModelFileError(f"ONNX export refused: conversion or onnxruntime failed "
-                             f"({type(err).__name__}: {first})") from None
+        first = (str(err).strip().splitlines() or [repr(err)])[0][:300]
+        raise ModelFileError(f"conversion or onnxruntime failed ({type(err).__name__}: "
+                             f"{first})") from None
     if not diff <= TOLERANCE:
-        path.unlink(missing_ok=True)
-        raise ModelFileError(f"ONNX export refused: onnxruntime differs from MXNet by "
-                             f"{diff:.3g} > {TOLERANCE}")
-    return {"path": str(path), "opset": ONNX_OPSET, "max_abs_diff": diff}
+        raise ModelFileError(f"onnxruntime differs from MXNet by {diff:.3g} > {TOLERANCE}")
+    shapes = [["N", fixed or "T"] + ([] if spec["type"] == "tokens" else [spec["features"]])]
+    shapes += [s["shape"] for s in spec["states"]]
+    return {
+        "exported": True, "file": path.name, "opset": ONNX_OPSET,
+        "inputs": [{"name": n, "shape": s, "dtype": str(a.dtype)}
+                   for n, s, a in zip(names, shapes, batches[0])],
+        "outputs": out_names, "dynamic_axes": ["N"] if fixed else ["N", "T"],
+        "sequence_length": fixed,
+        "graph": _describe(kind, streaming, fixed),
+        "recurrent_ops": f"{graph.encoder.num_layers} x 1-layer {graph.encoder.mode}"
+                         + (" bidirectional" if graph.bidirectional else ""),
+        "verification": {"max_abs_diff": diff, "tolerance": TOLERANCE,
+                         "batch_sizes": list(BATCH_SIZES), "lengths": list(lengths),
+                         "against": "the trained model in MXNet, outputs matched by name"},
+        "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+    }
 
 
-def _compare(session, block, outputs: list[str], names: list[str], batches: list) -> float:
-    """Max abs difference between onnxruntime and MXNet, outputs matched by name
-    (``foo_output`` in MXNet may be ``foo`` in ONNX); inf when one cannot be matched."""
-    got = [o.name for o in session.get_outputs()]
+def _describe(kind: str, streaming: bool, fixed: int | None) -> str:
+    if kind == "language_model":
+        return "ids and states in; per-step logits and the new states out (any N, T)"
+    if streaming:
+        return "a chunk and states in; per-step outputs and the new states out (any N, T)"
+    return (f"no valid_length: every row must hold exactly T = {fixed} steps, unpadded (all "
+            f"of the training data do); the batch size N is free")
+
+
+def _inputs(spec: dict, n: int, t: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.RandomState(seed)
+    dtype = np.dtype(spec["dtype"])
+    x = (rng.randint(0, spec["vocab_size"], (n, t)) if spec["type"] == "tokens"
+         else rng.randn(n, t, spec["features"])).astype(dtype)
+    return [x] + [(0.5 * rng.randn(*[n if d == "N" else d for d in s["shape"]]))
+                  .astype(np.float32) for s in spec["states"]]
+
+
+def _onnx_output_name(name: str) -> str:
+    """The graph output name mx2onnx gives an MXNet output (its own naming rule)."""
+    for suffix, tail in (("_state_output", "1"), ("_statecell_output", "2"), ("_output", "")):
+        if name.endswith(suffix):
+            return name[:-len(suffix)] + tail
+    if len(name) > 8 and name[-8:-1] == "_output" and name[-1].isdigit():
+        return name[:-8] + name[-1]
+    return name
+
+
+def _convert(graph: OnnxGraph, example: list[np.ndarray], names: list[str],
+             out_names: list[str], spec: dict, onnx):
+    """MXNet symbol of ``graph`` -> ONNX ModelProto with ``names`` in and ``out_names`` out
+    (initializers are not graph inputs; batch and, when stateful, time are dynamic)."""
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+
+    graph(*[mx.nd.array(a, dtype=a.dtype) for a in example])
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = str(Path(tmp) / "g")
+        graph.export(stem, epoch=0)
+        symbol_file, params_file, _ = files_of(stem)
+        _rename_inputs(symbol_file, names)
+        fold_packed_weights(symbol_file, params_file, names)
+        sym, args, aux = mx.model.load_checkpoint(stem, 0)
+    dynamic = [(None, None) + example[0].shape[2:]]
+    dynamic += [tuple(None if d == "N" else d for d in s["shape"]) for s in spec["states"]]
+    if not graph.stateful:  # fixed length: only the batch axis varies
+        dynamic[0] = (None,) + example[0].shape[1:]
+    types = [onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[a.dtype] for a in example]
+    proto = MXNetGraph().create_onnx_graph_proto(
+        sym, {**args, **aux}, [a.shape for a in example], types, opset_version=ONNX_OPSET,
+        dynamic=True, dynamic_input_shapes=dynamic)
+    rename = {_onnx_output_name(o): new for o, new in zip(sym.list_outputs(), out_names)}
+    found = {o.name for o in proto.output}
+    if set(rename) != found:
+        raise ModelFileError(f"cannot match the ONNX outputs {sorted(found)} to the MXNet "
+                             f"outputs {sorted(rename)}")
+    for node in proto.node:
+        node.output[:] = [rename.get(o, o) for o in node.output]
+        node.input[:] = [rename.get(i, i) for i in node.input]
+    by_name = {rename[o.name]: o for o in proto.output}
+    for o in by_name.values():
+        o.name = rename[o.name]
+    outputs = [by_name[n] for n in out_names]  # MXNet's order (mx2onnx sorts by name)
+    del proto.output[:]
+    proto.output.extend(outputs)
+    constants = {i.name for i in proto.initializer}
+    kept = [i for i in proto.input if i.name not in constants]
+    del proto.input[:]
+    proto.input.extend(kept)
+    model = onnx.helper.make_model(proto, producer_name="mxlstm",
+                                   opset_imports=[onnx.helper.make_opsetid("", ONNX_OPSET)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _compare(session, reference: HybridBlock, stateful: bool, names: list[str],
+             out_names: list[str], batches: list) -> float:
+    """Max abs difference between onnxruntime and the MXNet model on ``batches``, outputs
+    matched by name; inf when a name or shape does not match."""
+    if [i.name for i in session.get_inputs()] != names:
+        return float("inf")
     diff = 0.0
     for xs in batches:
-        ours = [o.asnumpy() for o in flat(block(*[mx.nd.array(a, dtype=a.dtype) for a in xs]))]
-        theirs = dict(zip(got, session.run(None, dict(zip(names, xs)))))
-        for full, value in zip(outputs, ours):
-            short = full[:-len("_output")] if full.endswith("_output") else full
-            other = theirs.get(full, theirs.get(short))
+        arrays = [mx.nd.array(a, dtype=a.dtype) for a in xs]
+        if not stateful:  # every row has all its steps
+            arrays.append(mx.nd.full((xs[0].shape[0],), xs[0].shape[1]))
+        ours = [o.asnumpy() for o in flat(reference(*arrays))]
+        theirs = dict(zip([o.name for o in session.get_outputs()],
+                          session.run(None, dict(zip(names, xs)))))
+        for name, value in zip(out_names, ours):
+            other = theirs.get(name)
             if other is None or other.shape != value.shape:
                 return float("inf")
             diff = max(diff, float(np.max(np.abs(other - value))))
