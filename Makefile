@@ -29,7 +29,7 @@ test: $(STAMP)
 onnx: $(ONNX_STAMP)
 
 $(ONNX_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet onnx==1.14.1 $(NUMPY_PIN)
+	$(BIN)/python -m pip install --quiet onnx==1.14.1 "protobuf>=3.20.2,<=7.36.2" $(NUMPY_PIN)
 	$(BIN)/python -m pip install --quiet --no-deps $(ORT_PACKAGES) $(NUMPY_PIN)
 	$(BIN)/python -c 'import numpy, onnx, onnxruntime; v = numpy.__version__; assert tuple(map(int, v.split(".")[:2])) < (1, 24), v'
 	touch $(ONNX_STAMP)
