@@ -150,8 +150,8 @@ class Fitter:
         # all-reduced gradients are summed over workers: normalise by the global count
         global_count = count * getattr(self.kvstore, "num_workers", 1)
         if self.cfg.clip_norm > 0:
-            params = [p for p in self.model.collect_params().values() if p.grad_req != "null"]
-            gluonnlp.utils.clip_grad_global_norm(params, self.cfg.clip_norm * global_count)
+            gluonnlp.utils.clip_grad_global_norm(self._grad_params,
+                                                 self.cfg.clip_norm * global_count)
         self.trainer.update(global_count)
         return total, count
 
@@ -173,6 +173,8 @@ class Fitter:
         name, args = make_optimizer(self.cfg, steps_per_epoch)
         self.trainer = gluon.Trainer(self.model.collect_params(), name, args,
                                      kvstore=self.kvstore, update_on_kvstore=False)
+        self._grad_params = [p for p in self.model.collect_params().values()
+                             if p.grad_req != "null"]
         self._settled = False
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                  "bad_epochs": 0, "history": []}
