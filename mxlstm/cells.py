@@ -42,6 +42,30 @@ def tanh(F, x):
     return F.Activation(x, act_type="tanh")
 
 
+@mx.init.register
+class ChronoBias(mx.init.Initializer):
+    """Chrono initialisation of LSTM gate biases (Tallec & Ollivier 2018), layout ``i, f, g, o``.
+
+    Forget bias ``b_f = log(u)``, ``u ~ U(1, max_steps - 1)``, and input bias ``-b_f``, so
+    the units start with memory time scales spread up to ``max_steps``; the other gates 0.
+    Drawn from MXNet's RNG (seeded by ``mx.random.seed``).
+    """
+
+    def __init__(self, max_steps: int) -> None:
+        super().__init__(max_steps=max_steps)
+        if max_steps < 3:
+            raise ConfigError(f"chrono initialisation needs max_steps >= 3, got {max_steps}")
+        self.max_steps = max_steps
+
+    def _init_weight(self, name, arr):
+        h = arr.shape[0] // 4
+        forget = mx.nd.log(mx.nd.random.uniform(1, self.max_steps - 1, shape=(h,),
+                                                ctx=arr.context))
+        arr[:] = 0.0
+        arr[0:h] = -forget
+        arr[h:2 * h] = forget
+
+
 class RecurrentCell(HybridBlock):
     """Base class: parameters in the fused layout and one step of the recurrence.
 
@@ -193,6 +217,9 @@ class LSTMCell(RecurrentCell):
     forget_bias : float
         Initial value of the forget gate's bias (in ``i2h_bias``; in ``ln_beta`` with
         layer norm, where the biases before the normalisation cancel out). Default 1.
+    chrono_init : int or None
+        Instead of ``forget_bias``: :class:`ChronoBias` for dependencies up to this many
+        steps (e.g. the sequence length of a long-memory task).
     peephole : bool
         Connections from the cell state to the gates (Gers & Schmidhuber 2000).
     layer_norm : bool
@@ -218,14 +245,16 @@ class LSTMCell(RecurrentCell):
         hidden_clip: float | None = None,
         projection_size: int | None = None,
         layer_norm_eps: float = 1e-5,
+        chrono_init: int | None = None,
         **kwargs: Any,
     ) -> None:
         for name, value in (("cell_clip", cell_clip), ("hidden_clip", hidden_clip),
                             ("projection_size", projection_size)):
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive or None, got {value}")
+        gate_bias = ChronoBias(chrono_init) if chrono_init else mx.init.LSTMBias(forget_bias)
         if not layer_norm:
-            kwargs.setdefault("i2h_bias_initializer", mx.init.LSTMBias(forget_bias))
+            kwargs.setdefault("i2h_bias_initializer", gate_bias)
         super().__init__(hidden_size, input_size=input_size,
                          recurrent_size=projection_size, **kwargs)
         self.forget_bias = forget_bias
@@ -242,8 +271,7 @@ class LSTMCell(RecurrentCell):
                                                               init="zeros"))
         if layer_norm:
             self.ln_gamma = self.params.get("ln_gamma", shape=(4 * h,), init="ones")
-            self.ln_beta = self.params.get("ln_beta", shape=(4 * h,),
-                                           init=mx.init.LSTMBias(forget_bias))
+            self.ln_beta = self.params.get("ln_beta", shape=(4 * h,), init=gate_bias)
             self.ln_c_gamma = self.params.get("ln_c_gamma", shape=(h,), init="ones")
             self.ln_c_beta = self.params.get("ln_c_beta", shape=(h,), init="zeros")
         if projection_size:

@@ -168,6 +168,18 @@ def test_forget_bias_initialised_to_one_and_configurable():
     np.testing.assert_array_equal(cell.ln_beta.data().asnumpy()[4:8], 2.5)
 
 
+def test_chrono_initialisation_spreads_forget_biases():
+    mx.random.seed(0)
+    cell = LSTMCell(200, input_size=3, chrono_init=500)
+    cell.initialize()
+    bias = cell.i2h_bias.data().asnumpy()
+    forget, inputs = bias[200:400], bias[0:200]
+    assert forget.min() >= 0.0 and forget.max() <= np.log(499) + 1e-6
+    assert forget.max() > np.log(100), "time scales must reach far"
+    np.testing.assert_allclose(inputs, -forget)
+    np.testing.assert_array_equal(bias[400:], 0.0)
+
+
 def test_cell_clip_bounds_the_cell_state():
     cell = make(LSTMCell, 5, 2, cell_clip=0.125)
     randomize(cell, np.random.RandomState(0), scale=3.0)

@@ -50,7 +50,8 @@ def encoder_options(cfg: RunConfig) -> dict:
         "zoneout": m.zoneout,
     }
     if m.cell == "lstm":
-        options.update(forget_bias=m.forget_bias, peephole=m.peephole, layer_norm=m.layer_norm,
+        options.update(forget_bias=m.forget_bias, chrono_init=m.chrono_init or None,
+                       peephole=m.peephole, layer_norm=m.layer_norm,
                        cell_clip=m.cell_clip or None, projection_size=m.projection_size or None)
     return options
 

@@ -71,6 +71,8 @@ class ModelConfig:
     cell_clip: float = opt(0.0, "clip the LSTM cell state to [-v, v] (0 = off)")
     projection_size: int = opt(0, "LSTM output projection size (0 = off)")
     forget_bias: float = opt(1.0, "initial LSTM forget-gate bias")
+    chrono_init: int = opt(0, "chrono initialisation of LSTM gate biases for dependencies up "
+                           "to this many steps, instead of forget_bias (0 = off)")
     pooling: str = opt("last", "sequence summary for classifiers", ("last", "mean", "max"))
     head_units: str = opt("", "hidden dense layers of the head, e.g. '256' or '256,128'")
     head_dropout: float = opt(0.0, "dropout in the head")
