@@ -21,3 +21,18 @@ def test_python_examples_run(page):
     assert blocks, f"{page} has no python example"
     for block in blocks:
         exec(compile(block, page, "exec"), {})
+
+
+def test_cli_reference_lists_every_config_key_and_preset():
+    import dataclasses
+
+    from mxlstm.tasks import TASKS
+    from mxlstm.training.config import SECTIONS
+
+    page = (ROOT / "docs/cli.md").read_text()
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            assert f"`{section}.{field.name}`" in page, f"{section}.{field.name} undocumented"
+    for task, (module, _) in TASKS.items():
+        for key, value in module.PRESETS[task].items():
+            assert f"`{key}={value}`" in page, f"preset {task}: {key}={value} undocumented"
