@@ -7,9 +7,8 @@ file (TSV/CSV/JSONL, ``data.path``) without ``data.test_path`` is split the same
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
+from gluonnlp import Vocab
 from mxnet import gluon
 
 from mxlstm.data.batching import pad_batchify
@@ -74,8 +73,6 @@ def encode_texts(dataset: TextDataset, vocab, level: str, max_length: int,
 
 def prepare(cfg: RunConfig, artefacts: dict | None = None,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
-    from gluonnlp import Vocab
-
     train, valid, test = _load(cfg)
     if valid is None and artefacts:  # evaluating: only the test split is used
         valid = train
@@ -112,7 +109,3 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     model = sequence_model(cfg, len(names), vocab_size=len(vocab))
     return Prepared(model, Classification(len(names), names), train_loader, valid_loader,
                     test_loader, steps, meta, files)
-
-
-def vocab_size_of(files: dict) -> int:
-    return len(json.loads(files["vocab.json"])["idx_to_token"])

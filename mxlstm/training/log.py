@@ -185,12 +185,17 @@ def plot_curves(log_path: PathLike, png_path: PathLike) -> bool:
             ax.set_title(title)
             ax.grid(alpha=0.3)
             ax.legend()
-        fig.tight_layout()
-        Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png_path, dpi=100)
+        _save(fig, png_path)
     finally:
         plt.close(fig)
     return True
+
+
+def _save(fig, png_path: PathLike) -> None:
+    """Lay out ``fig`` and write it to ``png_path``, making its directory."""
+    fig.tight_layout()
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
 
 
 def plot_confusion(matrix, label_names: Sequence[str] | None, png_path: PathLike) -> bool:
@@ -224,9 +229,7 @@ def plot_confusion(matrix, label_names: Sequence[str] | None, png_path: PathLike
                     ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
                             color="white" if frac[i, j] > 0.5 else "black")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-        fig.tight_layout()
-        Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png_path, dpi=100)
+        _save(fig, png_path)
     finally:
         plt.close(fig)
     return True
