@@ -79,9 +79,11 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mxlstm.deploy import export_model, export_onnx
 
-    meta = export_model(args.model, args.out, tag=args.tag, streaming=args.streaming)
+    meta = export_model(args.model, args.out, tag=args.tag, streaming=args.streaming,
+                        fixed_length=args.fixed_length)
     result = {"prefix": args.out, "task": meta["task"], "kind": meta["kind"],
               "inputs": meta["input"]["names"], "streaming": meta["streaming"],
+              "fixed_length": meta["input"]["fixed_length"],
               "max_abs_diff": meta["verification"]["max_abs_diff"]}
     if args.onnx:
         result["onnx"] = export_onnx(args.out)
@@ -150,6 +152,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="best", help="checkpoint to export (best, latest, ...)")
     p.add_argument("--streaming", action="store_true",
                    help="stateful per-step graph (unidirectional sequence models)")
+    p.add_argument("--fixed-length", action="store_true",
+                   help="no valid_length input: every row has the run's one length T "
+                        "(the fastest graph; refused when the data have several lengths)")
     p.add_argument("--onnx", action="store_true",
                    help="also write PREFIX.onnx (opset 13) where the conversion is exact")
     p.set_defaults(func=cmd_export)

@@ -14,6 +14,8 @@ graph                      inputs (in order)                           outputs
 =========================  ==========================================  ========================
 sequence model             ``data (N, T, C)`` or ids ``(N, T)``,       ``(N, K)``, or
                            ``valid_length (N,)``                       ``(N, T, K)`` per step
+fixed-length model         ``data`` with exactly ``T`` steps a row     as above
+(``fixed_length=True``)
 streaming sequence model   ``data``, ``state_h (L, N, H)``,            per-step ``(N, T, K)``,
                            ``state_c (L, N, H)`` (LSTM)                new states
 language model             ids ``(N, T)``, ``state_h``, ``state_c``    ``(N, T, V)``, states
@@ -40,83 +42,55 @@ from mxnet import gluon
 from mxnet.gluon import HybridBlock
 
 from mxlstm import __version__
+from mxlstm.deploy.graphs import (
+    FixedLengthModel,
+    LayerwiseFused,
+    StatefulLanguageModel,
+    StreamingSequenceModel,
+    data_length,
+    streaming_refusal,
+)
 from mxlstm.deploy.predictor import CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE
 from mxlstm.errors import ModelFileError
-from mxlstm.recurrent import RecurrentLayer
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5
 
 
 # ----------------------------------------------------------------------------- graphs
-class StatefulLanguageModel(HybridBlock):
-    """A :class:`~mxlstm.models.LanguageModel` with its states as separate graph inputs.
-
-    Inputs: ids ``(N, T)``, then each state ``(L, N, H)``. Outputs: logits ``(N, T, V)``,
-    then the new states.
-    """
-
-    def __init__(self, lm: HybridBlock) -> None:
-        super().__init__()
-        self.lm = lm
-
-    def hybrid_forward(self, F, ids, *states):
-        logits, new = self.lm(ids, list(states))
-        return (logits, *new)
-
-
-class StreamingSequenceModel(HybridBlock):
-    """A trained unidirectional :class:`~mxlstm.models.SequenceModel` run chunk by chunk.
-
-    The encoder is a new :class:`~mxlstm.recurrent.RecurrentLayer` built with
-    ``return_states=True`` that *shares* the trained layer's Parameter objects (same
-    prefix, ``params=`` the trained ``ParameterDict``); embedding, projection and head are
-    the trained blocks themselves. The head is applied at every step, so with
-    ``pooling='last'`` the output at step ``t`` is the classifier's answer for the
-    sequence ending at ``t``.
-
-    Inputs: ``x (N, T, C)`` or ids ``(N, T)``, then states each ``(L, N, H)``.
-    Outputs: per-step ``(N, T, K)``, then the new states.
-    """
-
-    def __init__(self, model: HybridBlock, cell_type: str, options: dict) -> None:
-        super().__init__()
-        trained = model.encoder
-        self.embedding = model.embedding
-        self.projection = model.projection
-        self.input_dropout = model.input_dropout
-        self.encoder = RecurrentLayer(cell_type, trained.hidden_size, return_states=True,
-                                      prefix=trained.prefix, params=trained.params, **options)
-        self.head = model.head
-
-    def hybrid_forward(self, F, x, *states):
-        for stage in (self.embedding, self.projection, self.input_dropout):
-            if stage is not None:
-                x = stage(x)
-        out, new = self.encoder(x, None, list(states))
-        return (self.head(out), *new)
-
-
-def streaming_refusal(model: HybridBlock, kind: str) -> str | None:
-    """Why a model cannot be exported for streaming, or None."""
-    if kind == "language_model":
-        return None
-    if model.bidirectional:
-        return ("the model is bidirectional: its reverse direction reads each sequence "
-                "from the end, which a stream does not have yet")
-    if not model.per_step and model.pooling != "last":
-        return (f"pooling={model.pooling!r} summarises all steps; streaming needs "
-                f"pooling='last' (the head then reads the current step)")
-    return None
-
-
 def _state_names(count: int) -> list[str]:
     return ["state_h", "state_c"][:count] if count <= 2 else [f"state{k}" for k in range(count)]
 
 
-def build_graph(prepared, cfg, kind: str, streaming: bool) -> tuple[HybridBlock, list, list]:
-    """The block to export, its input names and its state specs ``{name, shape}``."""
+def fixed_length_refusal(prepared, kind: str, streaming: bool) -> tuple[int | None, str | None]:
+    """``(T, None)`` when a graph without ``valid_length`` is exact for this run, else
+    ``(None, why not)``."""
+    if kind == "language_model" or streaming:
+        return None, ("language models and --streaming exports take no lengths already; "
+                      "--fixed-length is for whole-sequence models")
+    length, low, high = data_length(prepared)
+    if length is None:
+        return None, (f"the run's sequences have different lengths ({low} to {high} steps), "
+                      f"so the graph needs valid_length")
+    return length, None
+
+
+def build_graph(prepared, cfg, kind: str, streaming: bool,
+                fixed_length: int | None = None) -> tuple[HybridBlock, list, list]:
+    """The block to export, its input names and its state specs ``{name, shape}``.
+
+    ``fixed_length=T``: a :class:`~mxlstm.deploy.graphs.FixedLengthModel` whose only input
+    is ``data`` with ``T`` steps per row; its encoder runs one fused op per layer and
+    direction where the fused operator is exact (else the trained gate-level layer).
+    """
     model = prepared.model
+    if fixed_length:
+        encoder = model.encoder
+        if encoder.fused_reason(False) is None:
+            encoder = LayerwiseFused(encoder, return_states=False, split_directions=True)
+        block = FixedLengthModel(model, kind, False, fixed_length, encoder=encoder)
+        block.hybridize(static_alloc=True)
+        return block, ["data"], []
     if kind == "language_model":
         block, encoder = StatefulLanguageModel(model), model.encoder
     elif streaming:
@@ -143,9 +117,11 @@ def _states(states: list[dict], n: int, rng: np.random.RandomState | None) -> li
     return [mx.nd.array(0.5 * rng.randn(*shape)) for shape in shapes]
 
 
-def sample_inputs(prepared, spec: dict, states: list[dict]) -> tuple[list, list]:
+def sample_inputs(prepared, spec: dict, states: list[dict],
+                  fixed_length: int | None = None) -> tuple[list, list]:
     """Two flat input lists: the first test batch (a few rows, zero states) and a random
-    batch of another size and length (random lengths, random states)."""
+    batch of another size and length (random lengths, random states); with
+    ``fixed_length``, both have that length and there is no ``valid_length``."""
     rng = np.random.RandomState(0)
     batch = [b.as_in_context(mx.cpu()) for b in next(iter(prepared.test_loader))]
     x = batch[0]
@@ -155,13 +131,15 @@ def sample_inputs(prepared, spec: dict, states: list[dict]) -> tuple[list, list]
         n = 1
     t = int(lengths[:n].max().asscalar())
     first = [x[:n, :t]]
-    n2, t2 = n + 3, t + 4
+    n2, t2 = n + 3, fixed_length or t + 4
     if spec["type"] == "tokens":
         x2 = mx.nd.array(rng.randint(0, spec["vocab_size"], (n2, t2)), dtype=x.dtype)
     else:
         x2 = mx.nd.array(rng.randn(n2, t2, x.shape[2]), dtype=x.dtype)
     if states:
         return first + _states(states, n, None), [x2] + _states(states, n2, rng)
+    if fixed_length:
+        return first, [x2]
     lengths2 = rng.randint(1, t2 + 1, n2)
     lengths2[0] = t2
     return first + [lengths[:n]], [x2, mx.nd.array(lengths2)]
@@ -275,7 +253,7 @@ def _outputs(kind: str, states: list[dict], streaming: bool, per_step: bool) -> 
 
 
 def describe(meta: dict, cfg, input_names: list[str], states: list[dict], streaming: bool,
-             per_step: bool) -> dict:
+             per_step: bool, fixed_length: int | None = None) -> dict:
     """The sidecar ``PREFIX-meta.json`` (without fingerprint and verification)."""
     spec = meta["input"]
     tokens = spec["type"] == "tokens"
@@ -292,7 +270,8 @@ def describe(meta: dict, cfg, input_names: list[str], states: list[dict], stream
             "dtype": spec["dtype"], "features": None if tokens else spec["channels"],
             "vocab_size": spec.get("vocab_size"), "lengths": "valid_length" in input_names,
             "max_train_length": None if tokens else spec.get("max_length"),
-            "sequence_length": meta.get("sequence_length"), "states": states,
+            "sequence_length": meta.get("sequence_length"), "fixed_length": fixed_length,
+            "states": states,
         },
         "preprocessing": {
             "normalization": {"mean": norm["mean"], "std": norm["std"]} if norm else None,
@@ -325,21 +304,29 @@ def import_block(prefix: str | Path, names: list[str]) -> gluon.SymbolBlock:
 
 
 def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
-                 streaming: bool = False) -> dict:
+                 streaming: bool = False, fixed_length: bool = False) -> dict:
     """Export checkpoint ``tag`` of ``model_dir`` to ``PREFIX-{symbol.json,0000.params,
     meta.json}``, verify the round trip and return the meta dict.
 
     ``streaming=True`` exports a unidirectional sequence model as a stateful per-step graph
-    (language models always export with states). Raises :class:`ModelFileError` when the
-    round trip differs by more than 1e-5 (the files are then removed).
+    (language models always export with states). ``fixed_length=True`` exports a sequence
+    model whose data all have one length ``T`` without the ``valid_length`` input (the
+    fastest graph: no masks, reversals with lengths or gathers; it then takes exactly ``T``
+    steps per row). Raises :class:`ModelFileError` when such an export is not possible or
+    the round trip differs by more than 1e-5 (the files are then removed).
     """
     from mxlstm.runs import load_model
 
     prepared, cfg, meta = load_model(model_dir, tag=tag)
     kind = meta["kind"]
     streaming = streaming and kind != "language_model"
-    block, names, states = build_graph(prepared, cfg, kind, streaming)
-    first, second = sample_inputs(prepared, meta["input"], states)
+    length = None
+    if fixed_length:
+        length, reason = fixed_length_refusal(prepared, kind, streaming)
+        if reason:
+            raise ModelFileError(f"cannot export with --fixed-length: {reason}")
+    block, names, states = build_graph(prepared, cfg, kind, streaming, length)
+    first, second = sample_inputs(prepared, meta["input"], states, length)
     block(*first)  # builds the cached graph that export writes
     symbol_file, params_file, meta_file = files_of(prefix)
     symbol_file.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +334,7 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
     _rename_inputs(symbol_file, names)
     folded = fold_packed_weights(symbol_file, params_file, names)
     per_step = getattr(prepared.model, "per_step", False)
-    sidecar = describe(meta, cfg, names, states, streaming, per_step)
+    sidecar = describe(meta, cfg, names, states, streaming, per_step, length)
     sidecar["source"] = {"model_dir": str(Path(model_dir).resolve()), "tag": tag}
     sidecar["graph"] = {"packed_rnn_weights": folded}
     stream_diff = None
@@ -357,6 +344,10 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
         if streaming:
             stream_diff = _stream_check(prepared.model, block, first)
             diffs.append(stream_diff)
+        if length:  # the new graph against the trained model itself
+            diffs += [max_abs_diff([prepared.model(xs[0], mx.nd.full((xs[0].shape[0],),
+                                                                    length))],
+                                   flat(block(*xs))) for xs in (first, second)]
     except mx.MXNetError as err:
         diffs = [float("inf")]
         log.error("reloading the export failed: %s", str(err).splitlines()[0])
@@ -367,6 +358,7 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
                              f"{max(diffs):.3g} > {TOLERANCE} (files removed)")
     sidecar["verification"] = {
         "max_abs_diff": max(diffs[:2]), "tolerance": TOLERANCE,
+        "fixed_length_vs_trained_max_abs_diff": max(diffs[2:]) if length else None,
         "batches": [[int(v) for v in xs[0].shape] for xs in (first, second)],
         "streaming_vs_full_pass_max_abs_diff": stream_diff}
     sidecar["fingerprint"] = {"params_sha256": _sha256(params_file)}

@@ -32,7 +32,8 @@ def sample_raw_inputs(predictor: Predictor, count: int, seed: int = 0) -> list:
     statistics (T = the longest training sequence), or texts of vocabulary words."""
     rng = np.random.RandomState(seed)
     spec, pre = predictor.meta["input"], predictor.meta["preprocessing"]
-    length = spec.get("max_train_length") or spec.get("sequence_length") or 20
+    length = (spec.get("fixed_length") or spec.get("max_train_length")
+              or spec.get("sequence_length") or 20)
     if spec["type"] == "tokens":
         words = [w for w in (pre.get("idx_to_token") or [])[3:] if w.strip()] or ["a"]
         join = "" if (pre.get("tokenizer") or {}).get("level") == "char" else " "

@@ -7,8 +7,9 @@ old-style nodes) and keeps ``PREFIX.onnx`` only when onnxruntime matches the tra
 within 1e-5 at two batch sizes (outputs matched by name). ``PREFIX-meta.json`` then records
 the check under ``onnx``, or the reason for a refusal.
 
-The export-only graph (:class:`OnnxGraph`) runs every recurrent layer as its own 1-layer
-fused ``RNN`` op (mx2onnx converts no 3+-layer or bidirectional multi-layer op, and its
+The export-only graph (:class:`~mxlstm.deploy.graphs.FixedLengthModel` with a
+:class:`~mxlstm.deploy.graphs.LayerwiseFused` encoder) runs every recurrent layer as its
+own 1-layer fused ``RNN`` op (mx2onnx converts no 3+-layer or bidirectional multi-layer op, and its
 2-layer conversion fails in onnxruntime unless input size = hidden size) and takes no
 ``valid_length``:
 
@@ -32,7 +33,6 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
-from mxlstm import fused as fused_ops
 from mxlstm.deploy.export import (
     TOLERANCE,
     _rename_inputs,
@@ -41,9 +41,9 @@ from mxlstm.deploy.export import (
     flat,
     fold_packed_weights,
 )
+from mxlstm.deploy.graphs import FixedLengthModel, LayerwiseFused, data_length
 from mxlstm.errors import ModelFileError, MxlstmError
 from mxlstm.recurrent import RecurrentLayer
-from mxlstm.sequence import zeros_like_state
 
 ONNX_OPSET = 13
 NUMPY_PIN = "'numpy>=1.21,<1.24'"
@@ -53,120 +53,7 @@ ONNX_INSTALL = (f"make onnx, or: pip install onnx==1.14.1 {NUMPY_PIN} && pip ins
 BATCH_SIZES = (2, 5)
 
 
-# ----------------------------------------------------------------------------- graphs
-class LayerwiseFused(HybridBlock):
-    """A trained :class:`~mxlstm.recurrent.RecurrentLayer` (inference only) as one 1-layer
-    fused ``RNN`` op per layer, on the trained layer's own Parameter objects.
-
-    Inputs: ``x (N, T, C)`` (or ``(T, N, C)``), states (each ``(L*D, N, H)``) or None.
-    Outputs: ``out``, and with ``return_states`` the final states.
-    """
-
-    def __init__(self, trained: RecurrentLayer, return_states: bool) -> None:
-        super().__init__(prefix=trained.prefix, params=trained.params)
-        self.hidden_size = trained.hidden_size
-        self.num_layers = trained.num_layers
-        self.directions = trained.directions
-        self.layout = trained.layout
-        self.mode = trained._table.cells[0].mode  # 'lstm', 'gru', 'rnn_tanh', 'rnn_relu'
-        self.num_states = len(trained.state_info())
-        self.return_states = return_states
-        self.weight_dropout = 0.0  # identity at inference; read by fused.pack_params
-        for name in trained._reg_params:  # l0_i2h_weight, ...: shared, not copied
-            setattr(self, name, self.params.get(name))
-
-    def hybrid_forward(self, F, x, states=None, **params):
-        if self.layout == "NTC":
-            x = F.swapaxes(x, 0, 1)
-        per = len(self.directions)
-        if states is None:
-            zero = F.expand_dims(zeros_like_state(F, x, self.hidden_size), axis=0)
-            zero = F.broadcast_axis(zero, axis=0, size=per)
-        finals: list[list] = [[] for _ in range(self.num_states)]
-        for index in range(self.num_layers):
-            if states is None:
-                begin = [zero] + [F.identity(zero) for _ in range(self.num_states - 1)]
-            else:
-                begin = [F.slice_axis(s, axis=0, begin=index * per, end=(index + 1) * per)
-                         for s in states]
-            flat_params = fused_ops.pack_params(F, self, params, [index], self.directions)
-            out = F.RNN(x, flat_params, *begin, state_size=self.hidden_size, num_layers=1,
-                        bidirectional=per == 2, mode=self.mode, state_outputs=True, p=0.0)
-            x = out[0]
-            for k in range(self.num_states):
-                finals[k].append(out[k + 1])
-        if self.layout == "NTC":
-            x = F.swapaxes(x, 0, 1)
-        if not self.return_states:
-            return x
-        return x, [f[0] if len(f) == 1 else F.concat(*f, dim=0) for f in finals]
-
-
-class OnnxGraph(HybridBlock):
-    """Export-only graph of a trained model: no ``valid_length``, dropouts left out
-    (identities at inference), the encoder as :class:`LayerwiseFused`.
-
-    ``stateful`` (language models, streaming): inputs ``data``, states; outputs the
-    per-step head ``(N, T, K)`` / logits ``(N, T, V)``, then the new states. Otherwise:
-    input ``data`` whose rows all have ``T`` valid steps; output pooled ``(N, K)`` (or
-    per-step ``(N, T, K)`` for per-step models).
-    """
-
-    def __init__(self, model: HybridBlock, kind: str, streaming: bool,
-                 length: int | None = None) -> None:
-        super().__init__()
-        self.length = length
-        self.stateful = kind == "language_model" or streaming
-        self.pooling = None if self.stateful or getattr(model, "per_step", False) \
-            else model.pooling
-        self.hidden_size = model.encoder.hidden_size
-        self.bidirectional = model.encoder.num_directions == 2
-        self.embedding = model.embedding
-        self.projection = getattr(model, "projection", None)
-        self.encoder = LayerwiseFused(model.encoder, return_states=self.stateful)
-        self.head = model.decoder if kind == "language_model" else model.head
-
-    def hybrid_forward(self, F, x, *states):
-        for stage in (self.embedding, self.projection):
-            if stage is not None:
-                x = stage(x)
-        if self.stateful:
-            out, new = self.encoder(x, list(states))
-            return (self.head(out), *new)
-        out = self.encoder(x)
-        if self.pooling is None:
-            return self.head(out)
-        # mx2onnx checks its graph against onnx's newest opset, where ReduceMean/ReduceMax
-        # take no 'axes' attribute: sum / T and a global max pooling convert instead
-        if self.pooling == "mean":
-            return self.head(F.sum(out, axis=1) / float(self.length))
-        if self.pooling == "max":
-            pooled = F.Pooling(F.expand_dims(F.swapaxes(out, 1, 2), axis=3), kernel=(1, 1),
-                               pool_type="max", global_pool=True, layout="NCHW")
-            return self.head(F.reshape(pooled, shape=(0, -1)))
-        last = F.squeeze(F.slice_axis(out, axis=1, begin=-1, end=None), axis=1)
-        if self.bidirectional:  # reverse direction: its output at step 0 read everything
-            first = F.squeeze(F.slice_axis(out, axis=1, begin=0, end=1), axis=1)
-            last = F.concat(F.slice_axis(last, axis=1, begin=0, end=self.hidden_size),
-                            F.slice_axis(first, axis=1, begin=self.hidden_size, end=None),
-                            dim=1)
-        return self.head(last)
-
-
 # ----------------------------------------------------------------------------- checks
-def data_length(prepared) -> tuple[int | None, int, int]:
-    """``(T, shortest, longest)`` over the run's evaluation data; ``T`` is None unless every
-    sequence has the same length (then a graph without ``valid_length`` is exact)."""
-    lengths: set[int] = set()
-    for loader in (prepared.valid_loader, prepared.test_loader):
-        for batch in loader:
-            lengths.add(int(batch[0].shape[1]))  # the padded width: the batch's longest
-            if len(batch) > 2:
-                lengths.update(int(v) for v in batch[2].asnumpy())
-    low, high = min(lengths), max(lengths)
-    return (high if low == high else None), low, high
-
-
 def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
                  length: tuple[int | None, int, int] | None) -> str | None:
     """Why the trained ``model`` cannot go to ONNX exactly, or None. ``length`` is
@@ -237,7 +124,8 @@ def _export(meta: dict, path: Path, onnx, onnxruntime) -> dict:
     if reason:
         raise ModelFileError(reason)
     reference, _, _ = build_graph(prepared, cfg, kind, streaming)
-    graph = OnnxGraph(prepared.model, kind, streaming, None if stateful else length[0])
+    graph = FixedLengthModel(prepared.model, kind, streaming, None if stateful else length[0],
+                             encoder=LayerwiseFused(prepared.model.encoder, stateful))
     graph.hybridize(static_alloc=True)
     spec = meta["input"]
     names = ["data"] + [s["name"] for s in spec["states"]]
@@ -305,7 +193,7 @@ def _onnx_output_name(name: str) -> str:
     return name
 
 
-def _convert(graph: OnnxGraph, example: list[np.ndarray], names: list[str],
+def _convert(graph: FixedLengthModel, example: list[np.ndarray], names: list[str],
              out_names: list[str], spec: dict, onnx):
     """MXNet symbol of ``graph`` -> ONNX ModelProto with ``names`` in and ``out_names`` out
     (initializers are not graph inputs; batch and, when stateful, time are dynamic)."""

@@ -23,10 +23,12 @@ from mxlstm.cli import main
 from mxlstm.data.sources import NormalizationStats, load_digits
 from mxlstm.deploy import export as export_module
 from mxlstm.deploy.export import export_model, streaming_refusal
+from mxlstm.deploy.graphs import FixedLengthModel, LayerwiseFused
 from mxlstm.deploy.onnx_export import export_onnx
-from mxlstm.deploy.predictor import Predictor
+from mxlstm.deploy.predictor import InputError, Predictor
 from mxlstm.errors import ModelFileError, MxlstmError
 from mxlstm.models import SequenceModel
+from mxlstm.recurrent import RecurrentLayer
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 
@@ -118,6 +120,73 @@ def test_streaming_is_refused_where_it_cannot_be_exact(base):
     assert streaming_refusal(SequenceModel(3, 8), "sequence_classification") is None
 
 
+# ----------------------------------------------------------------------------- fixed length
+def _fixed_graph(model: SequenceModel, split: bool) -> FixedLengthModel:
+    encoder = LayerwiseFused(model.encoder, return_states=False, split_directions=split)
+    return FixedLengthModel(model, "sequence_classification", False, 6, encoder=encoder)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_fixed_length_graph_equals_the_model_read_to_the_end(cell, pooling):
+    mx.random.seed(3)
+    model = SequenceModel(4, 8, cell_type=cell, num_layers=2, bidirectional=True,
+                          pooling=pooling, head_units=(5,))
+    model.initialize(mx.init.Uniform(0.5))
+    x = mx.nd.random.normal(shape=(3, 6, 7))
+    reference = model(x, mx.nd.full((3,), 6)).asnumpy()
+    for split in (False, True):
+        graph = _fixed_graph(model, split)
+        graph.hybridize(static_alloc=True)
+        assert np.abs(graph(x).asnumpy() - reference).max() <= 1e-6, split
+    gates = SequenceModel(4, 8, cell_type=cell, bidirectional=True, pooling=pooling,
+                          fused=False)
+    gates.initialize(mx.init.Uniform(0.5))
+    graph = FixedLengthModel(gates, "sequence_classification", False, 6)  # cells path
+    assert np.abs(graph(x).asnumpy() - gates(x, mx.nd.full((3,), 6)).asnumpy()).max() <= 1e-6
+
+
+def test_split_directions_keep_the_final_states():
+    mx.random.seed(4)
+    layer = RecurrentLayer("lstm", 8, num_layers=2, bidirectional=True)
+    layer.initialize(mx.init.Uniform(0.5))
+    x = mx.nd.random.normal(shape=(2, 5, 3))
+    states = [mx.nd.random.normal(shape=(4, 2, 8)) for _ in range(2)]
+    outs = [LayerwiseFused(layer, return_states=True, split_directions=split)(x, states)
+            for split in (False, True)]
+    for a, b in zip([outs[0][0], *outs[0][1]], [outs[1][0], *outs[1][1]]):
+        assert a.shape == b.shape and np.abs(a.asnumpy() - b.asnumpy()).max() <= 1e-6
+
+
+def test_fixed_length_export_takes_data_only_and_matches_the_trained_model(base, tmp_path):
+    prefix = tmp_path / "fixed"
+    meta = export_model(tiny_run(base, "digits"), prefix, fixed_length=True)
+    assert meta["input"]["names"] == ["data"] and meta["input"]["fixed_length"] == 8
+    assert meta["input"]["lengths"] is False
+    assert meta["verification"]["fixed_length_vs_trained_max_abs_diff"] <= 1e-5
+    graph = json.loads(Path(str(prefix) + "-symbol.json").read_text())
+    ops = [n["op"] for n in graph["nodes"]]
+    assert "SequenceReverse" not in ops and "gather_nd" not in ops
+    rnn = [n for n in graph["nodes"] if n["op"] == "RNN"]
+    assert len(rnn) == 2 and all(n["attrs"]["bidirectional"] == "False" for n in rnn)
+    prepared, _, run_meta = runs.load_model(tiny_run(base, "digits"))
+    stats = NormalizationStats.from_dict(run_meta["normalization"])
+    raw = load_digits().sequences[:5]
+    p = Predictor(prefix)
+    expected = live_classifier(prepared.model, [stats.apply(r) for r in raw])
+    assert np.abs(probs(p.predict(raw), run_meta["label_names"]) - expected).max() <= 1e-6
+    with pytest.raises(InputError, match="exactly 8 steps per input .*got 5"):
+        p.predict([raw[0], raw[1][:5]])
+
+
+def test_fixed_length_export_is_refused_where_lengths_vary(base, tmp_path):
+    with pytest.raises(ModelFileError, match=r"--fixed-length: .*different lengths \(\d+ to "):
+        export_model(tiny_run(base, "vowels"), tmp_path / "v", fixed_length=True)
+    with pytest.raises(ModelFileError, match="--fixed-length: language models"):
+        export_model(tiny_run(base, "lm"), tmp_path / "lm", fixed_length=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- ONNX
 # (conversion, verification and refusals: test_onnx.py)
 @pytest.mark.skipif(HAS_ORT, reason="onnxruntime is installed")
@@ -164,8 +233,10 @@ def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys, monkeypatch
     np.save(tmp_path / "bad.npy", np.zeros((2, 8, 7)))
     cases = [["predict", "--model", str(prefix), "--input", str(tmp_path / "bad.npy")],
              ["predict", "--model", str(tmp_path / "nothing"), "--input", str(tmp_path)],
-             ["export", "--model", str(run), "--out", str(tmp_path / "o"), "--onnx"]]
-    messages = ["expects 8", "missing exported file", "ONNX export refused"]
+             ["export", "--model", str(run), "--out", str(tmp_path / "o"), "--onnx"],
+             ["export", "--model", str(run), "--out", str(tmp_path / "f"), "--fixed-length"]]
+    messages = ["expects 8", "missing exported file", "ONNX export refused",
+                "cannot export with --fixed-length"]
     for argv, message in zip(cases, messages):
         assert main(argv) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
