@@ -30,7 +30,7 @@ from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Classification
 
 PRESETS = {
-    "digits": {"model.hidden_size": 256, "model.bidirectional": True, "model.head_units": "256",
+    "digits": {"model.hidden_size": 128, "model.bidirectional": True, "model.head_units": "256",
                "model.input_dropout": 0.1, "model.head_dropout": 0.3, "train.epochs": 60,
                "train.lr": 3e-3,
                "train.batch_size": 64, "train.schedule": "cosine",
