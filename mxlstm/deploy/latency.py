@@ -1,9 +1,13 @@
-"""Latency and throughput of the standalone predictor on an export.
+"""Latency and throughput of the standalone predictor on one or more exports.
 
-``python -m mxlstm.deploy.latency PREFIX [--batch-sizes 1,64] [--repeats 200]`` prints one
-JSON object. Each batch size is timed end to end (raw inputs -> answers: preprocessing,
-padding, the MXNet graph, softmax and the result dicts) and for the graph alone, after
-warm-up calls; p50/p90 are over ``repeats`` timed calls.
+``python -m mxlstm.deploy.latency PREFIX [PREFIX ...] [--batch-sizes 1,64] [--repeats 100]
+[--rounds 5]`` prints one JSON object. Each export and batch size is timed end to end (raw
+inputs -> answers: preprocessing, padding, the MXNet graph, softmax and the result dicts)
+and for the graph alone. The exports are interleaved: each of ``rounds`` rounds times
+``repeats`` calls of every export in turn (after warm-up calls), so a change in the
+machine's load falls on all of them alike. p50/p90 are over all timed calls; ``rounds_p50``
+gives the spread of the per-round medians; ``vs_first`` is the ratio of p50s to the first
+export's.
 
 MXNet reads its engine and thread settings at import, so set them in the environment:
 ``MXNET_ENGINE_TYPE=NaiveEngine`` runs each operator in the calling thread (no hand-off to
@@ -18,7 +22,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import mxnet as mx
@@ -26,10 +30,13 @@ import numpy as np
 
 from mxlstm.deploy.predictor import Predictor
 
+PARTS = ("end_to_end", "graph_only")
+
 
 def sample_raw_inputs(predictor: Predictor, count: int, seed: int = 0) -> list:
     """``count`` raw inputs the export accepts: float rows ``(T, C)`` around the training
-    statistics (T = the longest training sequence), or texts of vocabulary words."""
+    statistics (T = the fixed length, else the longest training sequence), or texts of
+    vocabulary words."""
     rng = np.random.RandomState(seed)
     spec, pre = predictor.meta["input"], predictor.meta["preprocessing"]
     length = (spec.get("fixed_length") or spec.get("max_train_length")
@@ -43,7 +50,7 @@ def sample_raw_inputs(predictor: Predictor, count: int, seed: int = 0) -> list:
     return [mean + std * rng.randn(length, spec["features"]) for _ in range(count)]
 
 
-def _timings(call, repeats: int, warmup: int) -> np.ndarray:
+def _timings(call: Callable[[], object], repeats: int, warmup: int) -> np.ndarray:
     for _ in range(warmup):
         call()
     seconds = np.empty(repeats)
@@ -54,50 +61,77 @@ def _timings(call, repeats: int, warmup: int) -> np.ndarray:
     return seconds
 
 
-def _summary(seconds: np.ndarray, batch: int) -> dict:
+def _summary(rounds: list[np.ndarray], batch: int) -> dict:
+    seconds = np.concatenate(rounds)
     p50, p90 = (float(np.percentile(seconds, q)) for q in (50, 90))
+    per_round = [1e3 * float(np.median(r)) for r in rounds]
     return {"p50_ms": round(1e3 * p50, 3), "p90_ms": round(1e3 * p90, 3),
+            "rounds_p50_ms": [round(min(per_round), 3), round(max(per_round), 3)],
             "throughput_per_s": round(batch / p50, 1)}
 
 
-def measure_latency(prefix: str, batch_sizes: Sequence[int] = (1, 64), repeats: int = 200,
-                    warmup: int = 20) -> dict:
-    """Per batch size: ``end_to_end`` and ``graph_only`` ``{p50_ms, p90_ms,
-    throughput_per_s}`` (throughput = batch / p50), plus the machine it ran on."""
-    predictor = Predictor(prefix)
-    result: dict = {"prefix": str(prefix), "task": predictor.meta["task"],
-                    "repeats": repeats, "warmup": warmup, "batches": {}}
-    for batch in batch_sizes:
-        items = sample_raw_inputs(predictor, batch)
-        x, lengths = predictor.batch(items)
-        arrays = {"data": x, "valid_length": lengths}
-        arrays.update({s["name"]: v for s, v in zip(predictor.states,
-                                                     predictor.begin_states(batch))})
-        graph_inputs = [arrays[name] for name in predictor.input_names]
-        end_to_end = _timings(partial(predictor.predict, items), repeats, warmup)
-        graph_only = _timings(partial(predictor.forward, *graph_inputs), repeats, warmup)
-        result["batches"][str(batch)] = {"end_to_end": _summary(end_to_end, batch),
-                                         "graph_only": _summary(graph_only, batch),
-                                         "input_shape": list(x.shape)}
-    result["machine"] = {"cpus": os.cpu_count(), "processor": platform.processor() or
-                         platform.machine(), "python": platform.python_version(),
-                         "mxnet": mx.__version__,
-                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                         "engine": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),
-                         "load_average_1min": round(os.getloadavg()[0], 2)}
-    return result
+def _calls(predictor: Predictor, batch: int) -> tuple[dict[str, Callable], list[int]]:
+    """The two timed calls for one batch size, and the graph input's shape."""
+    items = sample_raw_inputs(predictor, batch)
+    x, lengths = predictor.batch(items)
+    arrays = {"data": x, "valid_length": lengths}
+    arrays.update({s["name"]: v for s, v in zip(predictor.states,
+                                                 predictor.begin_states(batch))})
+    graph_inputs = [arrays[name] for name in predictor.input_names]
+    return ({"end_to_end": partial(predictor.predict, items),
+             "graph_only": partial(predictor.forward, *graph_inputs)}, list(x.shape))
+
+
+def measure_latency(prefixes: str | Sequence[str], batch_sizes: Sequence[int] = (1, 64),
+                    repeats: int = 100, warmup: int = 20, rounds: int = 5) -> dict:
+    """Per export and batch size: ``end_to_end`` and ``graph_only`` ``{p50_ms, p90_ms,
+    rounds_p50_ms [min, max], throughput_per_s}`` (throughput = batch / p50), the input
+    shape and ``vs_first`` (p50 / the first export's p50); plus the machine it ran on."""
+    prefixes = [prefixes] if isinstance(prefixes, (str, os.PathLike)) else list(prefixes)
+    predictors = [Predictor(p) for p in prefixes]
+    calls = {(k, b): _calls(p, b) for k, p in enumerate(predictors) for b in batch_sizes}
+    samples: dict = {key: {part: [] for part in PARTS} for key in calls}
+    for index in range(rounds):
+        for key, (timed, _) in calls.items():
+            for part in PARTS:
+                samples[key][part].append(_timings(timed[part], repeats,
+                                                   warmup if index == 0 else 2))
+    exports = []
+    for k, (prefix, predictor) in enumerate(zip(prefixes, predictors)):
+        batches = {}
+        for b in batch_sizes:
+            entry: dict = {part: _summary(samples[(k, b)][part], b) for part in PARTS}
+            entry["input_shape"] = calls[(k, b)][1]
+            if k:
+                first = {part: np.concatenate(samples[(0, b)][part]) for part in PARTS}
+                entry["vs_first"] = {part: round(float(
+                    np.median(np.concatenate(samples[(k, b)][part])) / np.median(first[part])),
+                    3) for part in PARTS}
+            batches[str(b)] = entry
+        exports.append({"prefix": str(prefix), "task": predictor.meta["task"],
+                        "inputs": predictor.input_names, "batches": batches})
+    return {"exports": exports, "repeats": repeats, "rounds": rounds, "warmup": warmup,
+            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
+                        platform.machine(), "python": platform.python_version(),
+                        "mxnet": mx.__version__,
+                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                        "engine": os.environ.get("MXNET_ENGINE_TYPE",
+                                                 "ThreadedEnginePerDevice"),
+                        "load_average_1min": round(os.getloadavg()[0], 2)}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mxlstm.deploy.latency",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("prefix", help="export prefix")
+    parser.add_argument("prefixes", nargs="+", metavar="PREFIX", help="export prefix(es)")
     parser.add_argument("--batch-sizes", default="1,64", help="comma-separated")
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=100, help="timed calls per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args(argv)
     sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
-    print(json.dumps(measure_latency(args.prefix, sizes, args.repeats, args.warmup), indent=1))
+    print(json.dumps(measure_latency(args.prefixes, sizes, args.repeats, args.warmup,
+                                     args.rounds), indent=1))
     return 0
 
 

@@ -254,11 +254,22 @@ def test_read_inputs_formats(tmp_path):
     assert [len(x) for _, x in standalone.read_inputs(str(ts), meta)] == [3, 2]
 
 
-def test_latency_measurement(base):
-    result = measure_latency(str(exported(base, "digits")), batch_sizes=(1, 4), repeats=5,
-                             warmup=1)
-    for batch in ("1", "4"):
-        for part in ("end_to_end", "graph_only"):
-            numbers = result["batches"][batch][part]
-            assert 0 < numbers["p50_ms"] <= numbers["p90_ms"]
-            assert numbers["throughput_per_s"] > 0
+def test_latency_measurement(base, tmp_path):
+    variable = exported(base, "digits")
+    fixed = tmp_path / "fixed"
+    export_model(tiny_run(base, "digits"), fixed, fixed_length=True)
+    result = measure_latency([str(variable), str(fixed)], batch_sizes=(1, 4), repeats=5,
+                             warmup=1, rounds=2)
+    assert [e["inputs"] for e in result["exports"]] == [["data", "valid_length"], ["data"]]
+    for export in result["exports"]:
+        for batch in ("1", "4"):
+            entry = export["batches"][batch]
+            assert entry["input_shape"] == [int(batch), 8, 8]
+            for part in ("end_to_end", "graph_only"):
+                numbers = entry[part]
+                assert 0 < numbers["p50_ms"] <= numbers["p90_ms"]
+                low, high = numbers["rounds_p50_ms"]
+                assert 0 < low <= high
+                assert numbers["throughput_per_s"] > 0
+    assert "vs_first" not in result["exports"][0]["batches"]["1"]
+    assert result["exports"][1]["batches"]["1"]["vs_first"]["graph_only"] > 0
