@@ -177,7 +177,9 @@ def baseline(prepared) -> dict:
     kind = prepared.meta["kind"]
     if kind in ("sequence_classification", "text_classification"):
         from mxlstm.training.metrics import majority_baseline
-        train = np.concatenate([b[1].asnumpy() for b in prepared.train_loader])
+        train = prepared.train_labels  # the loader would run augmentation for nothing
+        if train is None:
+            train = np.concatenate([b[1].asnumpy() for b in prepared.train_loader])
         test = np.concatenate([b[1].asnumpy() for b in prepared.test_loader])
         return {"majority_accuracy": majority_baseline(train, test)}
     if kind == "regression":

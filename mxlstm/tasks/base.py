@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from mxnet import gluon
 
 from mxlstm.data.augment import AugmentedDataset
@@ -33,6 +34,7 @@ class Prepared:
     meta: dict
     files: dict[str, str] = field(default_factory=dict)
     sample_batch: tuple | None = None
+    train_labels: np.ndarray | None = None  # class ids of the training split (baselines)
 
 
 def head_units(spec: str) -> tuple[int, ...]:

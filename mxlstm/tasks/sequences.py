@@ -167,4 +167,5 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
     }
     return Prepared(sequence_model(cfg, len(names)), Classification(len(names), names),
-                    train_loader, valid_loader, test_loader, steps, meta)
+                    train_loader, valid_loader, test_loader, steps, meta,
+                    train_labels=np.asarray(train.labels))

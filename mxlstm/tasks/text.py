@@ -108,4 +108,5 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     files = {"vocab.json": vocab.to_json()}
     model = sequence_model(cfg, len(names), vocab_size=len(vocab))
     return Prepared(model, Classification(len(names), names), train_loader, valid_loader,
-                    test_loader, steps, meta, files)
+                    test_loader, steps, meta, files,
+                    train_labels=np.array([label for _, label, _ in sets[0]]))

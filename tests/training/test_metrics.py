@@ -147,3 +147,20 @@ def test_baselines():
     assert unigram_perplexity([0, 0, 2], [0, 1], 3) == pytest.approx(expected)
     with pytest.raises(ValueError):
         unigram_perplexity([0, 5], [0], 3)
+
+
+def test_majority_baseline_of_a_run_reads_the_training_labels_not_the_loader():
+    from mxlstm import runs
+    from mxlstm.tasks import default_config, prepare
+
+    prepared = prepare(default_config("digits"))
+
+    class NotIterated:
+        def __iter__(self):
+            raise AssertionError("the augmented training loader was iterated")
+
+    loader, prepared.train_loader = prepared.train_loader, NotIterated()
+    from_labels = runs.baseline(prepared)["majority_accuracy"]
+    prepared.train_loader, prepared.train_labels = loader, None
+    assert from_labels == runs.baseline(prepared)["majority_accuracy"]
+    assert abs(from_labels - 36 / 359) < 1e-12  # digits test split: 36 of the majority label
