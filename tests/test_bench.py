@@ -182,3 +182,14 @@ def test_summary_and_markdown():
     assert "1,100 (1,000–1,200)" in md
     assert "failed: exit 1: boom" in md
     assert "| gate-level / fused | 0.45 (0.42–0.50) |" in md
+
+
+def test_report_keeps_the_hand_written_part(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    report.write(out, "# Benchmarks\n\ngenerated 1\n")
+    assert out.read_text() == "# Benchmarks\n\ngenerated 1\n"
+    out.write_text(out.read_text() + "\n" + report.KEEP_MARKER + "\n\n## Latency\n\n0.66 ms\n")
+    report.write(out, "# Benchmarks\n\ngenerated 2\n")
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\ngenerated 2\n") and "generated 1" not in text
+    assert text.endswith(report.KEEP_MARKER + "\n\n## Latency\n\n0.66 ms\n")

@@ -229,6 +229,16 @@ def render(meta: dict[str, Any], cfgs: list[BenchConfig], summary: dict[str, Any
     return "\n".join(head) + "\n" + "\n".join(body) + "\n" + "\n".join(method)
 
 
+KEEP_MARKER = "<!-- written by hand from here on: `make bench` keeps what follows -->"
+
+
 def write(out: Path, markdown: str) -> None:
+    """Write the generated report; an existing file's part from :data:`KEEP_MARKER` on
+    (analysis and measurements made by hand) is kept after it."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown, encoding="utf-8")
+    kept = ""
+    if out.is_file():
+        old = out.read_text(encoding="utf-8")
+        if KEEP_MARKER in old:
+            kept = "\n" + old[old.index(KEEP_MARKER):]
+    out.write_text(markdown.rstrip("\n") + "\n" + kept, encoding="utf-8")
