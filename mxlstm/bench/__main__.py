@@ -1,4 +1,4 @@
-"""``python -m mxlstm.bench``: run, roof, profile, all, setup-torch.
+"""``python -m mxlstm.bench``: run, roof, profile, all, e2e, setup-torch.
 
 * ``run --config X --impl Y --mode train|infer [--steps N --warmup W --threads K]``: one
   measurement in this process; prints one JSON line (``--impl torch`` hands over to
@@ -8,6 +8,9 @@
   top operators by total time.
 * ``all [--pairs 5] [--out docs/benchmarks.md] [--configs a,b] [--impls ...] [--quick]``:
   the interleaved driver; writes the Markdown report and a JSON file beside it.
+* ``e2e [--tasks lm,text,digits] [--pairs 5] [--batches N] [--set k=v]``: ``mxlstm train``
+  against the bare model step of the same task, interleaved (:mod:`mxlstm.bench.e2e`);
+  prints one JSON line per task and a Markdown table.
 * ``setup-torch``: creates ``.venv-torch`` with the pinned CPU wheel of PyTorch.
 """
 
@@ -25,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mxlstm.bench import report, torch_runner
+from mxlstm.bench import e2e, report, torch_runner
 from mxlstm.bench.configs import CONFIGS, IMPLS, MODES, MXNET_IMPLS, get_config, quick
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -160,6 +163,21 @@ def drive(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def e2e_command(args: argparse.Namespace) -> int:
+    """``e2e``: trainer vs bare step per task; JSON lines and the Markdown table on stdout."""
+    from mxlstm.training.config import parse_set_options
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    results = e2e.drive(tasks, args.pairs, args.batches, args.threads, bench_env(args.threads),
+                        run_json, args.timeout, parse_set_options(args.set), args.one_batch,
+                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    for rec in results:
+        print(json.dumps(rec), flush=True)
+    print()
+    print(e2e.markdown(results, "python -m mxlstm.bench " + shlex.join(sys.argv[1:])))
+    return 1 if any(r["errors"] or not r["pairs"] for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mxlstm.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,6 +219,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", **threads)
     p.add_argument("--no-static-shape", dest="static_shape", action="store_false",
                    help="hybridize MXNet models with static_alloc only")
+    p = sub.add_parser("e2e", help="mxlstm train vs the bare model step, interleaved")
+    p.add_argument("--tasks", default=",".join(e2e.DEFAULT_TASKS),
+                   help="comma-separated task names")
+    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--batches", type=int, default=e2e.DEFAULT_BATCHES,
+                   help="least number of timed batches per process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for both the trainer and the bare step")
+    p.add_argument("--one-batch", action="store_true",
+                   help="bare step repeats one batch instead of the trainer's batches")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per process")
+    p.add_argument("--threads", **threads)
     sub.add_parser("setup-torch", help="create .venv-torch with torch==2.13.0 (CPU)")
     args = parser.parse_args(argv)
 
@@ -209,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "all":
         return drive(args)
+    if args.command == "e2e":
+        return e2e_command(args)
     cfg = get_config(args.config)
     if args.command == "run" and args.impl == "torch":
         if not torch_runner.torch_python().exists():

@@ -14,6 +14,7 @@ not wrapped. The random stream of sample ``i`` in epoch ``e`` is
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -275,6 +276,16 @@ class PixelShift(Augmentation):
         return _shift(_shift(x, int(dy), 0), int(dx), 1)
 
 
+@functools.lru_cache(maxsize=32)
+def _centred_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column offsets of every pixel from the centre of an ``(h, w)`` image
+    (read-only; cached, as images of one data set share their shape)."""
+    dy, dx = np.mgrid[0:h, 0:w].astype(np.float64)
+    dy, dx = dy - (h - 1) / 2.0, dx - (w - 1) / 2.0
+    dy.flags.writeable = dx.flags.writeable = False
+    return dy, dx
+
+
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     """Rotate ``(rows, cols)`` about its centre, bilinear, zero outside.
 
@@ -285,19 +296,23 @@ def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     theta = math.radians(degrees)
     cos, sin = math.cos(theta), math.sin(theta)
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    dy, dx = np.mgrid[0:h, 0:w].astype(np.float64)
-    dy, dx = dy - cy, dx - cx
+    dy, dx = _centred_grid(h, w)
     sy = cos * dy - sin * dx + cy  # source position of every output pixel
     sx = sin * dy + cos * dx + cx
-    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+    y0, x0 = np.floor(sy), np.floor(sx)
     fy, fx = sy - y0, sx - x0
+    # The image inside a border of zeros: a neighbour outside the image, clamped into
+    # the border, reads 0 (one gather per neighbour, no masks).
+    padded = np.zeros((h + 2, w + 2), dtype=image.dtype)
+    padded[1:-1, 1:-1] = image
+    flat = padded.ravel()
+    y0, x0 = y0.astype(np.int64) + 1, x0.astype(np.int64) + 1
+    rows = [np.minimum(np.maximum(y0 + o, 0), h + 1) * (w + 2) for o in (0, 1)]
+    cols = [np.minimum(np.maximum(x0 + o, 0), w + 1) for o in (0, 1)]
     out = np.zeros((h, w), dtype=np.float64)
     for oy, ox, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
                            (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        yi, xi = y0 + oy, x0 + ox
-        inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
-        values = image[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
-        out += np.where(inside, values, 0.0) * weight
+        out += flat[rows[oy] + cols[ox]] * weight
     return out.astype(np.float32)
 
 

@@ -167,15 +167,21 @@ class Fitter:
         return metrics.result()
 
     # -- the loop ---------------------------------------------------------------------
-    def fit(self, train_loader, valid_loader, steps_per_epoch: int,
-            resume: bool = False) -> dict:
-        """Train for ``cfg.epochs``; returns the final training state."""
+    def make_trainer(self, steps_per_epoch: int) -> gluon.Trainer:
+        """The optimizer (with its schedule) that :meth:`train_step` updates; :meth:`fit`
+        calls this first (``mxlstm.bench e2e`` too, to step the model without the loop)."""
         name, args = make_optimizer(self.cfg, steps_per_epoch)
         self.trainer = gluon.Trainer(self.model.collect_params(), name, args,
                                      kvstore=self.kvstore, update_on_kvstore=False)
         self._grad_params = [p for p in self.model.collect_params().values()
                              if p.grad_req != "null"]
         self._settled = False
+        return self.trainer
+
+    def fit(self, train_loader, valid_loader, steps_per_epoch: int,
+            resume: bool = False) -> dict:
+        """Train for ``cfg.epochs``; returns the final training state."""
+        self.make_trainer(steps_per_epoch)
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                  "bad_epochs": 0, "history": []}
         if resume:
