@@ -111,7 +111,8 @@ def _kvstore(cfg: RunConfig):
     return kv, (kv.rank, kv.num_workers)
 
 
-def _init_model(prepared, contexts) -> None:
+def init_model(prepared, contexts) -> None:
+    """Initialise the prepared model on ``contexts`` and hybridize it, as training does."""
     prepared.model.initialize(mx.init.Xavier(), ctx=contexts)
     prepared.model.hybridize(static_alloc=True)
 
@@ -127,7 +128,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     seed_everything(cfg.train.seed)
     started = time.time()
     prepared = tasks.prepare(cfg, shard=shard)  # bad data stops here, before any file is made
-    _init_model(prepared, contexts)
+    init_model(prepared, contexts)
     _make_output_dir(out)
     setup_logging(out, debug=debug)
     files = {"config.json": cfg.to_json(), "meta.json": json.dumps(prepared.meta, indent=2),
@@ -232,7 +233,7 @@ def load_model(model_dir: str | Path, cfg: RunConfig | None = None, meta: dict |
         cfg, meta = load_run(model_dir)
     contexts = ctx or [mx.cpu()]
     prepared = tasks.prepare(cfg, artefacts=meta)
-    _init_model(prepared, contexts)
+    init_model(prepared, contexts)
     path = find_checkpoint(Path(model_dir), tag)
     if path is None:
         raise ModelFileError(f"{model_dir}: no valid checkpoint {tag!r} found")

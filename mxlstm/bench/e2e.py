@@ -11,7 +11,7 @@ alternate A B A B ... (same thread variables, :func:`mxlstm.bench.__main__.bench
   summed over those epochs), which covers loading, augmentation, batching, the step, loss
   accumulation, tqdm and logging, and nothing else (validation and checkpoints are
   outside it). ``M = ceil(N / batches per epoch)``, so at least ``N`` batches are timed.
-* **B, the bare step**: the same preparation (``tasks.prepare``, ``runs._init_model``,
+* **B, the bare step**: the same preparation (``tasks.prepare``, ``runs.init_model``,
   ``Fitter.make_trainer``), then ``Fitter.train_step`` (forward, loss, backward, clip,
   update, the loss read-back) on the very batches A trains on (same seed and epochs, so
   the same order, augmentation and shapes), all loaded into memory before the clock
@@ -50,8 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mxlstm.bench.report import _fmt as _cell
-from mxlstm.bench.report import spread
+from mxlstm.bench.report import format_spread, spread
 
 if TYPE_CHECKING:
     from mxlstm.training.config import RunConfig
@@ -112,14 +111,17 @@ def plan(task: str, batches: int, extra: dict[str, str] | None = None) -> dict[s
             "measured_batches": measured * per_epoch, "model": describe_model(cfg)}
 
 
+def set_arguments(settings: dict[str, str] | None) -> list[str]:
+    """``['--set', 'key=value', ...]`` for a command line."""
+    return [arg for key, value in (settings or {}).items() for arg in ("--set", f"{key}={value}")]
+
+
 # -- A: the real trainer ------------------------------------------------------------------
 def trainer_command(task: str, epochs: int, batches: int, out: str | Path,
                     extra: dict[str, str] | None = None) -> list[str]:
     """``python -m mxlstm train`` as a user runs it, with A's keys set."""
-    cmd = [sys.executable, "-m", "mxlstm", "train", "--task", task, "--out", str(out)]
-    for key, value in overrides(batches, epochs, extra).items():
-        cmd += ["--set", f"{key}={value}"]
-    return cmd
+    return [sys.executable, "-m", "mxlstm", "train", "--task", task, "--out", str(out),
+            *set_arguments(overrides(batches, epochs, extra))]
 
 
 def trainer_record(run_dir: str | Path, warmup_epochs: int = WARMUP_EPOCHS) -> dict[str, Any]:
@@ -170,14 +172,14 @@ def bare_step(task: str, batches: int, epochs: int, extra: dict[str, str] | None
     import mxnet as mx
 
     from mxlstm import tasks
-    from mxlstm.runs import _init_model
+    from mxlstm.runs import init_model
     from mxlstm.training.trainer import Fitter, parse_contexts, seed_everything
 
     cfg = run_config(task, overrides(batches, epochs, extra))
     contexts = parse_contexts(cfg.train.ctx)
     seed_everything(cfg.train.seed)
     prepared = tasks.prepare(cfg)
-    _init_model(prepared, contexts)
+    init_model(prepared, contexts)
     loader = prepared.train_loader
     limit = cfg.train.max_batches or None
 
@@ -233,20 +235,15 @@ def bare_step(task: str, batches: int, epochs: int, extra: dict[str, str] | None
 def step_command(task: str, batches: int, epochs: int, extra: dict[str, str] | None = None,
                  one_batch: bool = False) -> list[str]:
     """The B process."""
-    cmd = [sys.executable, "-m", "mxlstm.bench.e2e", "step", "--task", task,
-           "--batches", str(batches), "--epochs", str(epochs)]
-    for key, value in (extra or {}).items():
-        cmd += ["--set", f"{key}={value}"]
-    return cmd + (["--one-batch"] if one_batch else [])
+    return [sys.executable, "-m", "mxlstm.bench.e2e", "step", "--task", task,
+            "--batches", str(batches), "--epochs", str(epochs), *set_arguments(extra),
+            *(["--one-batch"] if one_batch else [])]
 
 
 def plan_command(task: str, batches: int, extra: dict[str, str] | None = None) -> list[str]:
     """The process that plans a task (batches per epoch, trainer epochs)."""
-    cmd = [sys.executable, "-m", "mxlstm.bench.e2e", "plan", "--task", task,
-           "--batches", str(batches)]
-    for key, value in (extra or {}).items():
-        cmd += ["--set", f"{key}={value}"]
-    return cmd
+    return [sys.executable, "-m", "mxlstm.bench.e2e", "plan", "--task", task,
+            "--batches", str(batches), *set_arguments(extra)]
 
 
 # -- statistics and report ------------------------------------------------------------------
@@ -303,11 +300,11 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
     for r in results:
         lines.append(
             f"| {r['task']} | {r['model'] or '–'} | {r['measured_batches'] or '–'} × "
-            f"{r['pairs']} | {_cell(r['trainer_sequences_per_s'])} | "
-            f"{_cell(r['step_sequences_per_s'])} | {_cell(r['ratio'], '{:.2f}')} | "
-            f"{r['verdict']} | {_cell(r['step_ms_per_batch'], '{:.1f}')} | "
-            f"{_cell(r['overhead_ms_per_batch'], '{:.1f}')} | "
-            f"{_cell(r['loader_ms_per_batch'], '{:.1f}')} |")
+            f"{r['pairs']} | {format_spread(r['trainer_sequences_per_s'])} | "
+            f"{format_spread(r['step_sequences_per_s'])} | {format_spread(r['ratio'], '{:.2f}')} | "
+            f"{r['verdict']} | {format_spread(r['step_ms_per_batch'], '{:.1f}')} | "
+            f"{format_spread(r['overhead_ms_per_batch'], '{:.1f}')} | "
+            f"{format_spread(r['loader_ms_per_batch'], '{:.1f}')} |")
     lines += [
         "",
         "A: `python -m mxlstm train --task T` (preset model, batch size, optimizer, clipping; "

@@ -91,7 +91,8 @@ def summarize(cfgs: list[BenchConfig], impls: list[str], runs: list[dict],
 
 
 # -- Markdown ---------------------------------------------------------------------------
-def _fmt(s: dict | None, pattern: str = "{:,.0f}") -> str:
+def format_spread(s: dict | None, pattern: str = "{:,.0f}") -> str:
+    """A :func:`spread` as ``median (min–max)`` for a Markdown cell; ``–`` when missing."""
     if s is None:
         return "–"
     if s["n"] == 1:
@@ -116,8 +117,8 @@ def config_section(cfg: BenchConfig, s: dict[str, Any], steps: dict[str, int]) -
     lines = [
         f"### {cfg.name}", "", _describe(cfg) + ".", "",
         f"Counted FLOPs/step: train {gf['train']:.2f} GFLOP, inference {gf['infer']:.2f} "
-        f"GFLOP. GEMM roof: train {_fmt(roof['train'], '{:.1f}')} GFLOP/s, inference "
-        f"{_fmt(roof['infer'], '{:.1f}')} GFLOP/s. Timed steps per process: train "
+        f"GFLOP. GEMM roof: train {format_spread(roof['train'], '{:.1f}')} GFLOP/s, inference "
+        f"{format_spread(roof['infer'], '{:.1f}')} GFLOP/s. Timed steps per process: train "
         f"{steps['train']}, inference {steps['infer']}.", "",
         "| implementation | train tokens/s | inference tokens/s | train GFLOP/s | "
         "train share of roof | inference share of roof | peak RSS train / infer (MiB) |",
@@ -140,19 +141,21 @@ def config_section(cfg: BenchConfig, s: dict[str, Any], steps: dict[str, int]) -
         cells = []
         for mode in MODES:
             m = row[mode]
-            cells.append(_fmt(m["tokens_per_s"]) if m["tokens_per_s"] or not m["errors"]
+            cells.append(format_spread(m["tokens_per_s"]) if m["tokens_per_s"] or not m["errors"]
                          else "failed: " + m["errors"][0][:60].replace("|", "/"))
         t, i = row["train"], row["infer"]
-        rss = f"{_fmt(t['peak_rss_mib'], '{:.0f}')} / {_fmt(i['peak_rss_mib'], '{:.0f}')}"
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {_fmt(t['gflops'], '{:.1f}')} | "
-                     f"{_fmt(t['roof_share'], '{:.0%}')} | {_fmt(i['roof_share'], '{:.0%}')} |"
-                     f" {rss} |")
+        rss = (f"{format_spread(t['peak_rss_mib'], '{:.0f}')} / "
+               f"{format_spread(i['peak_rss_mib'], '{:.0f}')}")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | "
+                     f"{format_spread(t['gflops'], '{:.1f}')} | "
+                     f"{format_spread(t['roof_share'], '{:.0%}')} | "
+                     f"{format_spread(i['roof_share'], '{:.0%}')} | {rss} |")
     if notes:
         lines += [""] + notes
     lines += ["", "| ratio of throughputs (per pair) | train | inference |", "|---|---:|---:|"]
     for label, r in s["ratios"].items():
-        lines.append(f"| {label} | {_fmt(r['train'], '{:.2f}')} | "
-                     f"{_fmt(r['infer'], '{:.2f}')} |")
+        lines.append(f"| {label} | {format_spread(r['train'], '{:.2f}')} | "
+                     f"{format_spread(r['infer'], '{:.2f}')} |")
     return "\n".join(lines) + "\n"
 
 

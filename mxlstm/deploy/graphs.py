@@ -105,9 +105,9 @@ class LayerwiseFused(HybridBlock):
 
     ``split_directions``: a bidirectional layer runs as two unidirectional ops, the reverse
     one on ``reverse(x)`` (all rows have all steps, so that is exact). On this CPU's
-    oneDNN build the bidirectional op is up to 3.4x slower than two unidirectional ones
-    at batch 1 (hidden 256, T 8), equal at batch 128; mx2onnx converts only the
-    bidirectional form.
+    oneDNN build the bidirectional op takes 2.6x the time of two unidirectional ones at
+    batch 1 (hidden 256, T 8), about the same at batch 128
+    (``scripts/inference_op_timings.py``); mx2onnx converts only the bidirectional form.
 
     Inputs: ``x (N, T, C)`` (or ``(T, N, C)``), states (each ``(L*D, N, H)``) or None.
     Outputs: ``out``, and with ``return_states`` the final states.

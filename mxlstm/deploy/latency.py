@@ -96,6 +96,8 @@ def measure_latency(prefixes: str | Sequence[str], batch_sizes: Sequence[int] = 
             for part in PARTS:
                 samples[key][part].append(_timings(timed[part], repeats,
                                                    warmup if index == 0 else 2))
+    p50 = {key: {part: float(np.median(np.concatenate(runs))) for part, runs in parts.items()}
+           for key, parts in samples.items()}
     exports = []
     for k, (prefix, predictor) in enumerate(zip(prefixes, predictors)):
         batches = {}
@@ -103,10 +105,8 @@ def measure_latency(prefixes: str | Sequence[str], batch_sizes: Sequence[int] = 
             entry: dict = {part: _summary(samples[(k, b)][part], b) for part in PARTS}
             entry["input_shape"] = calls[(k, b)][1]
             if k:
-                first = {part: np.concatenate(samples[(0, b)][part]) for part in PARTS}
-                entry["vs_first"] = {part: round(float(
-                    np.median(np.concatenate(samples[(k, b)][part])) / np.median(first[part])),
-                    3) for part in PARTS}
+                entry["vs_first"] = {part: round(p50[(k, b)][part] / p50[(0, b)][part], 3)
+                                     for part in PARTS}
             batches[str(b)] = entry
         exports.append({"prefix": str(prefix), "task": predictor.meta["task"],
                         "inputs": predictor.input_names, "batches": batches})

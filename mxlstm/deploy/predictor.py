@@ -331,7 +331,7 @@ class Predictor:
 
     def _on_device(self, position: int, a: np.ndarray) -> mx.nd.NDArray:
         """``a`` copied into an input buffer kept per (input, shape, dtype): a copy into an
-        existing NDArray costs ~10 us, a new ``mx.nd.array`` ~100 us (batch-1 latency)."""
+        existing NDArray costs less than half of a new ``mx.nd.array`` (~80 vs ~190 us)."""
         key = (position, a.shape, a.dtype.str)
         buffer = self._buffers.get(key)
         if buffer is None:
