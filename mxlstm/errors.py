@@ -50,3 +50,41 @@ class ModelFileError(MxlstmError):
 
 class TrainingError(MxlstmError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+def error_reason(err: BaseException, path: str | os.PathLike | None = None,
+                 limit: int = 300) -> str:
+    """One line that carries the real cause of ``err`` (for messages of the CLI).
+
+    MXNet errors are multi-line (``Traceback (most recent call last):``, a C++ file and
+    line, then ``MXNetError: Check failed: ...``): the line with the cause is kept, without
+    its prefix. ``OSError`` gives its ``strerror``. A failed write of MXNet on a full disk
+    says only "FileStream.Write incomplete"; when the file system of ``path`` has no space
+    left the reason is "no space left on device".
+    """
+    import errno
+
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return "no space left on device"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror[:limit]
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    cause = ""
+    for line in lines:
+        if "Check failed" in line or line.startswith(("MXNetError:", "Error:")):
+            cause = line
+    if not cause:
+        useful = [line for line in lines if not line.startswith(("Traceback", "File \"",
+                                                                  "Stack trace", "[bt]"))]
+        cause = useful[-1] if useful else (lines[-1] if lines else type(err).__name__)
+    for prefix in ("MXNetError:", "Error:"):
+        cause = cause.removeprefix(prefix).strip()
+    cause = cause.replace("std: :", "std::")
+    if path is not None and ("Write incomplete" in cause or "fwrite" in cause):
+        try:
+            stats = os.statvfs(os.path.dirname(os.fspath(path)) or ".")
+            if stats.f_bavail * stats.f_frsize < 1 << 20:
+                return "no space left on device"
+        except OSError:
+            pass
+    return cause[:limit]
