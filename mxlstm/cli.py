@@ -34,26 +34,38 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ctx", help="shortcut for --set train.ctx=... (cpu, gpu:0,1)")
 
 
-def build_config(args: argparse.Namespace):
-    """Effective RunConfig from the task preset, the TOML file and the flags."""
-    from mxlstm.tasks import default_config
-    from mxlstm.training.config import apply_overrides, parse_set_options, read_toml
+def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
+    """The keys the user gave: ``(overrides, source)`` of the TOML file, then the flags."""
+    from mxlstm.training.config import parse_set_options, read_toml
 
-    cfg = default_config(args.task)
-    if args.config:
-        cfg = apply_overrides(cfg, read_toml(args.config), args.config)
+    sources = [(read_toml(args.config), args.config)] if args.config else []
     shortcuts = {"data.path": args.data, "data.test_path": args.test_data,
                  "train.epochs": args.epochs, "train.seed": args.seed, "train.ctx": args.ctx}
     flags = {k: v for k, v in shortcuts.items() if v is not None}
     flags.update(parse_set_options(args.set))
-    return apply_overrides(cfg, flags, "command line")
+    return [*sources, (flags, "command line")]
+
+
+def build_config(args: argparse.Namespace):
+    """Effective RunConfig from the task preset, the TOML file and the flags."""
+    from mxlstm.tasks import default_config
+    from mxlstm.training.config import apply_overrides
+
+    cfg = default_config(args.task)
+    for overrides, source in config_sources(args):
+        cfg = apply_overrides(cfg, overrides, source)
+    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mxlstm import runs
 
     cfg = build_config(args)
-    report = runs.train(cfg, args.out, resume=args.resume, debug=args.debug)
+    report = runs.train(cfg, args.out, resume=args.resume, debug=args.debug,
+                        extend_epochs=args.extend_epochs, explicit=config_sources(args))
+    if report.get("already_finished"):
+        print(f"mxlstm: {args.out}: the run is finished ({report.get('epochs_run')} epochs); "
+              f"nothing to train (--extend-epochs N trains N more)", file=sys.stderr)
     test = report["test"]
     shown = {k: v for k, v in test.items() if k != "confusion"}
     print(json.dumps({"task": cfg.task, "out": args.out, "best_epoch": report["best_epoch"],
@@ -86,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
               "fixed_length": meta["input"]["fixed_length"],
               "max_abs_diff": meta["verification"]["max_abs_diff"]}
     if args.onnx:
-        result["onnx"] = export_onnx(args.out)
+        result["onnx"] = export_onnx(args.out, model_dir=args.model)
     print(json.dumps(result))
     return 0
 
@@ -118,6 +130,16 @@ def cmd_launch(args: argparse.Namespace) -> int:
                   timeout=args.timeout)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mxlstm", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -127,7 +149,11 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its latest checkpoint")
+                   help="continue the run in --out exactly as it was configured, from its "
+                        "latest checkpoint (a finished run is not trained again)")
+    p.add_argument("--extend-epochs", type=_positive_int, default=0, metavar="N",
+                   help="with --resume: train N epochs more than the run was configured for "
+                        "(the learning-rate schedule is rebuilt for the new total)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="test metrics of a trained model directory")

@@ -12,6 +12,7 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,18 +23,35 @@ import mxnet as mx
 import numpy as np
 
 from mxlstm import __version__, tasks
-from mxlstm.errors import ConfigError, ModelFileError, TrainingError
+from mxlstm.data.fileio import recording_reads
+from mxlstm.errors import (
+    ConfigError,
+    ModelFileError,
+    MxlstmError,
+    TrainingError,
+    error_reason,
+)
 from mxlstm.models import count_parameters
 from mxlstm.training.checkpoint import find_checkpoint, load_checkpoint, write_atomic
-from mxlstm.training.config import RunConfig, config_from_dict
+from mxlstm.training.config import RunConfig, apply_overrides, config_from_dict
 from mxlstm.training.log import plot_confusion, plot_curves, setup_logging, write_report
+from mxlstm.training.rundir import (
+    FINGERPRINTS,
+    RunLock,
+    RunStatus,
+    check_same_inputs,
+    fingerprint_inputs,
+    refuse_lost_run,
+    remove_unstarted,
+    run_status,
+)
 from mxlstm.training.trainer import Fitter, parse_contexts, seed_everything
 
 log = logging.getLogger(__name__)
 
 
-RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.ctx", "train.kvstore",
-                     "data.num_workers"}
+# keys a resume may change: they decide where and how fast, not what is computed
+RESUMABLE_CHANGES = {"train.progress", "train.ctx", "train.kvstore", "data.num_workers"}
 
 
 def _flat(cfg: RunConfig) -> dict:
@@ -58,23 +76,53 @@ def _read_json(path: Path, model_dir: Path) -> dict:
     return tree
 
 
-def _check_output_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
-    """Refuse to overwrite another run; check that the directory can be made (nothing is
-    created yet, so that bad data leaves no half-made run behind)."""
+def recorded_config(out: Path) -> RunConfig:
+    """The configuration a run directory was trained with (its ``config.json``)."""
     saved = out / "config.json"
-    if saved.exists():
-        old = _read_json(saved, out)
-        if not resume:
-            raise ConfigError(f"{out} already holds a run (task {old.get('task')!r}); "
-                              f"use --resume to continue it or choose another --out")
-        if old.get("task") != cfg.task:
-            raise ConfigError(f"{out} holds a run of task {old.get('task')!r}, not "
-                              f"{cfg.task!r}")
-        changed = sorted(k for k, v in _flat(config_from_dict(old, str(saved))).items()
-                         if _flat(cfg)[k] != v and k not in RESUMABLE_CHANGES)
-        if changed:
-            raise ConfigError(f"{out}: --resume continues the run as it was configured; "
-                              f"these keys differ from its config.json: {', '.join(changed)}")
+    return config_from_dict(_read_json(saved, out), str(saved))
+
+
+def resume_config(out: Path, cfg: RunConfig, explicit: list[tuple[dict, str]] | None,
+                  extend_epochs: int = 0) -> RunConfig:
+    """The configuration of a resume: the run's own (``config.json``), with the keys the
+    user gave explicitly (``explicit``: ``(overrides, source)`` pairs) applied on top, and
+    ``train.epochs`` raised by ``extend_epochs``. Without ``explicit`` (the Python API),
+    ``cfg`` itself must match the run. Keys outside :data:`RESUMABLE_CHANGES` that differ
+    from the run's are refused, naming them."""
+    old = recorded_config(out)
+    if old.task != cfg.task:
+        raise ConfigError(f"{out} holds a run of task {old.task!r}, not {cfg.task!r}")
+    if explicit is not None:
+        cfg = old
+        for overrides, source in explicit:
+            cfg = apply_overrides(cfg, overrides, source)
+    before, now = _flat(old), _flat(cfg)
+    changed = sorted(k for k, v in before.items() if now[k] != v and k not in RESUMABLE_CHANGES)
+    if changed:
+        shown = ", ".join(f"{k} ({before[k]!r} -> {now[k]!r})" for k in changed)
+        hint = ("; to train more epochs use --extend-epochs N" if "train.epochs" in changed
+                else "")
+        raise ConfigError(f"{out}: --resume continues the run as it was configured; these "
+                          f"keys differ from its config.json: {shown}{hint}")
+    if extend_epochs:
+        epochs = max(old.train.epochs, _epochs_done(out)) + extend_epochs
+        cfg = apply_overrides(cfg, {"train.epochs": epochs}, "--extend-epochs")
+    return cfg
+
+
+def _epochs_done(out: Path) -> int:
+    """Epochs of the latest valid checkpoint (0 without one)."""
+    found = find_checkpoint(out, "latest")
+    if found is None:
+        return 0
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return int(json.loads((found / "state.json").read_text("utf-8"))["epoch"])
+    return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Check that ``out`` can be made (nothing is created yet, so that bad data leaves no
+    half-made run behind)."""
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -84,6 +132,22 @@ def _check_output_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{out}: output directory is not writable (no permission to "
                           f"write in {existing})")
+
+
+def _check_new_run(out: Path, status: RunStatus | None) -> None:
+    """A run without ``--resume`` may go into a new or empty directory, or one whose run
+    never reached its first checkpoint (it is started again)."""
+    if status is None or not status.has_config:
+        return
+    if status.started:
+        raise ConfigError(f"{out} already holds a run; use --resume to continue it or "
+                          f"choose another --out")
+    try:
+        recorded_config(out)
+    except MxlstmError as err:
+        raise ConfigError(f"{out} holds a config.json that is not an mxlstm run ({err}); "
+                          f"choose another --out") from None
+    log.warning("%s holds a run that never finished its first epoch: starting it again", out)
 
 
 def _make_output_dir(out: Path) -> None:
@@ -106,7 +170,7 @@ def _kvstore(cfg: RunConfig):
         kv = mx.kv.create(name)
     except mx.base.MXNetError as err:
         raise ConfigError(f"train.kvstore={name}: cannot join the parameter-server job "
-                          f"(start workers with 'mxlstm launch'): {str(err).splitlines()[0]}") \
+                          f"(start workers with 'mxlstm launch'): {error_reason(err)}") \
             from None
     return kv, (kv.rank, kv.num_workers)
 
@@ -117,31 +181,114 @@ def init_model(prepared, contexts) -> None:
     prepared.model.hybridize(static_alloc=True)
 
 
-def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = False) -> dict:
-    """Train ``cfg.task`` into ``out``; returns the final report (also ``report.json``)."""
+def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = False,
+          extend_epochs: int = 0, explicit: list[tuple[dict, str]] | None = None) -> dict:
+    """Train ``cfg.task`` into ``out``; returns the final report (also ``report.json``).
+
+    ``resume`` continues the run recorded in ``out`` exactly (see :func:`resume_config`;
+    ``extend_epochs`` adds epochs and rebuilds the schedule for the new total). A finished
+    run is not trained again: its report is returned (``report["already_finished"]``).
+    """
     out = Path(out)
     kvstore, shard = _kvstore(cfg)
     if shard[1] > 1:  # each distributed worker keeps its own run directory
         out = out / f"worker-{shard[0]}"
-    _check_output_dir(out, cfg, resume)
+    if extend_epochs and not resume:
+        raise ConfigError("--extend-epochs adds epochs to a run: use it with --resume")
+    _check_writable(out)
+    lock = RunLock(out)
+    if out.is_dir():
+        lock.acquire()  # a second process into the same directory stops here
+    try:
+        return _train_locked(cfg, out, resume, debug, extend_epochs, explicit, kvstore,
+                             shard, lock)
+    finally:
+        lock.release()
+
+
+def _train_locked(cfg, out: Path, resume: bool, debug: bool, extend_epochs: int,
+                  explicit, kvstore, shard, lock: RunLock) -> dict:
+    status = run_status(out) if out.is_dir() else None
+    start = None
+    if resume and status is not None and status.has_config:
+        refuse_lost_run(out, status)
+        cfg = resume_config(out, cfg, explicit, extend_epochs)
+        start = status.checkpoint
+        if start is None:
+            log.warning("%s: no epoch had finished: starting the run from its first epoch",
+                        out)
+    elif resume and status is not None and status.started:
+        refuse_lost_run(out, status)
+    elif not resume:
+        _check_new_run(out, status)
+    if start is not None and extend_epochs == 0 and _finished(start, cfg):
+        finished = _finished_report(out)
+        if finished is not None:
+            return finished
     contexts = parse_contexts(cfg.train.ctx)
     seed_everything(cfg.train.seed)
     started = time.time()
-    prepared = tasks.prepare(cfg, shard=shard)  # bad data stops here, before any file is made
+    with recording_reads() as reads:
+        prepared = tasks.prepare(cfg, shard=shard)  # bad data stops here, before any file
+    fingerprint = fingerprint_inputs(reads, prepared.meta, prepared.files)
+    if start is not None:
+        check_same_inputs(out, fingerprint)
     init_model(prepared, contexts)
+    created = not out.exists()
     _make_output_dir(out)
+    lock.acquire()
+    if status is None or created:  # made by this process: look again under the lock
+        status = run_status(out)
+        if not resume:
+            _check_new_run(out, status)
+    try:
+        return _fit_and_report(cfg, out, prepared, contexts, kvstore, fingerprint, start,
+                               bool(extend_epochs), started, debug)
+    except BaseException:
+        if start is None:  # nothing of an earlier run is here: leave no half-made run
+            remove_unstarted(out, created)
+        raise
+
+
+def _finished(checkpoint: Path, cfg: RunConfig) -> bool:
+    try:
+        state = json.loads((checkpoint / "state.json").read_text("utf-8"))
+        return bool(state.get("stopped_early")) or int(state["epoch"]) >= cfg.train.epochs
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _finished_report(out: Path) -> dict | None:
+    """The report of a finished run (None if it was killed before writing it)."""
+    try:
+        report = _read_json(out / "report.json", out)
+    except ModelFileError:
+        return None
+    log.warning("%s: the run is finished (epoch %s, best epoch %s); nothing to train. "
+                "Use --resume --extend-epochs N to train N more epochs", out,
+                report.get("epochs_run"), report.get("best_epoch"))
+    return {**report, "already_finished": True}
+
+
+def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fingerprint: dict,
+                    start: Path | None, extended: bool, started: float, debug: bool) -> dict:
     setup_logging(out, debug=debug)
     files = {"config.json": cfg.to_json(), "meta.json": json.dumps(prepared.meta, indent=2),
              **prepared.files}
     for name, text in files.items():
         _write_output(out / name, text)
+    _write_output(out / FINGERPRINTS, json.dumps(fingerprint, indent=1))
     log.info("task %s: %s; training on %s", cfg.task, prepared.meta.get("counts"),
              ", ".join(str(c) for c in contexts))
     fitter = Fitter(prepared.model, prepared.objective, cfg.train, out, contexts, files,
                     kvstore=kvstore)
     state = fitter.fit(prepared.train_loader, prepared.valid_loader,
-                       prepared.steps_per_epoch, resume=resume)
+                       prepared.steps_per_epoch, start=start, extended=extended)
     best = find_checkpoint(out, "best")
+    if best is None:
+        raise ModelFileError(f"{out / 'checkpoints' / 'best'}: missing or invalid, so the "
+                             f"test metrics of the best epoch cannot be computed (the latest "
+                             f"checkpoint is kept; evaluate it with --tag latest)")
     load_checkpoint(best, prepared.model, None, ctx=contexts)
     test = fitter.evaluate(prepared.test_loader)
     report = {
@@ -156,7 +303,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     try:
         write_report(out / "report.json", report)
     except OSError as err:
-        raise TrainingError(f"{out / 'report.json'}: cannot write ({err.strerror or err})") \
+        raise TrainingError(f"{out / 'report.json'}: cannot write ({error_reason(err)})") \
             from None
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     if "confusion" in test:
@@ -169,7 +316,7 @@ def _write_output(path: Path, text: str) -> None:
     try:
         write_atomic(path, text)
     except OSError as err:  # e.g. disk full: write_atomic leaves the old file as it was
-        raise TrainingError(f"{path}: cannot write ({err.strerror or err})") from None
+        raise TrainingError(f"{path}: cannot write ({error_reason(err)})") from None
 
 
 def baseline(prepared) -> dict:
@@ -246,7 +393,6 @@ def evaluate(model_dir: str | Path, data: str | None = None,
     """Test metrics of a trained model, on its own test split or on ``data``."""
     cfg, meta = load_run(model_dir)
     if data:
-        from mxlstm.training.config import apply_overrides
         cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": test_data or data},
                               "--data")
     prepared, cfg, meta = load_model(model_dir, cfg, meta)

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from mxlstm.data.fileio import PathLike, read_bytes
+from mxlstm.data.fileio import PathLike, note_file, read_bytes
 from mxlstm.errors import DataError
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -111,6 +111,7 @@ def _open_npz(path: PathLike, allow_pickle: bool):
         raise DataError(f"not a readable .npz file ({err})", path=path) from None
     if not hasattr(archive, "files"):
         raise DataError("a single .npy array, expected a .npz archive", path=path)
+    note_file(path)
     return archive
 
 

@@ -6,15 +6,62 @@ where it can be located, the 1-based line.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import os
 import zlib
+from collections.abc import Iterator
 
 from mxlstm.errors import DataError
 
 FILES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
 
 PathLike = str | os.PathLike
+_reads: list[tuple[str, str]] | None = None  # (file, sha256) while recording_reads() runs
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[list[tuple[str, str]]]:
+    """Collect ``(file, sha256 of its content)`` of every file read inside the block.
+
+    Embedded files are named ``embedded:<relative path>``, others by absolute path; a run
+    stores the list to refuse a resume on changed data.
+    """
+    global _reads
+    outer, _reads = _reads, []
+    try:
+        yield _reads
+    finally:
+        _reads = outer
+
+
+def note_file(path: PathLike) -> None:
+    """Record ``path`` for :func:`recording_reads` (for readers that open files themselves,
+    such as ``np.load``)."""
+    if _reads is None:
+        return
+    digest = hashlib.sha256()
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    _record(os.fspath(path), digest.hexdigest())
+
+
+def _note_read(path: str, data: bytes) -> None:
+    if _reads is not None:
+        _record(path, hashlib.sha256(data).hexdigest())
+
+
+def _record(path: str, digest: str) -> None:
+    absolute = os.path.abspath(path)
+    if absolute.startswith(FILES_DIR + os.sep):
+        name = "embedded:" + os.path.relpath(absolute, FILES_DIR).replace(os.sep, "/")
+    else:
+        name = absolute
+    entry = (name, digest)
+    if entry not in _reads:
+        _reads.append(entry)
 
 
 def embedded_path(relative: str) -> str:
@@ -58,9 +105,12 @@ def read_bytes(path: PathLike) -> bytes:
     try:
         if path.endswith(".gz"):
             with gzip.open(path, "rb") as f:
-                return f.read()
-        with open(path, "rb") as f:
-            return f.read()
+                data = f.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+        _note_read(path, data)
+        return data
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
     except IsADirectoryError:

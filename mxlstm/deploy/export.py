@@ -335,7 +335,7 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
     folded = fold_packed_weights(symbol_file, params_file, names)
     per_step = getattr(prepared.model, "per_step", False)
     sidecar = describe(meta, cfg, names, states, streaming, per_step, length)
-    sidecar["source"] = {"model_dir": str(Path(model_dir).resolve()), "tag": tag}
+    sidecar["source"] = {"run": Path(model_dir).resolve().name, "tag": tag}  # no local path
     sidecar["graph"] = {"packed_rnn_weights": folded}
     stream_diff = None
     try:

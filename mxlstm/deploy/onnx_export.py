@@ -75,7 +75,8 @@ def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
 
 
 # ----------------------------------------------------------------------------- export
-def export_onnx(prefix: str | Path, onnx_path: str | Path | None = None) -> dict:
+def export_onnx(prefix: str | Path, model_dir: str | Path | None = None,
+                onnx_path: str | Path | None = None) -> dict:
     """Write ``PREFIX.onnx`` (opset 13) for the mxlstm export ``PREFIX`` and verify it in
     onnxruntime against the trained model; records the result (or the refusal) as
     ``onnx`` in ``PREFIX-meta.json`` and returns it.
@@ -97,7 +98,7 @@ def export_onnx(prefix: str | Path, onnx_path: str | Path | None = None) -> dict
     meta = json.loads(meta_file.read_text())
     path = Path(onnx_path or str(prefix) + ".onnx")
     try:
-        result = _export(meta, path, onnx, onnxruntime)
+        result = _export(meta, path, onnx, onnxruntime, model_dir)
     except ModelFileError as err:
         path.unlink(missing_ok=True)
         meta["onnx"] = {"exported": False, "refused": str(err)}
@@ -109,14 +110,16 @@ def export_onnx(prefix: str | Path, onnx_path: str | Path | None = None) -> dict
             **result}
 
 
-def _export(meta: dict, path: Path, onnx, onnxruntime) -> dict:
+def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
     from mxlstm.runs import load_model
 
     source = meta.get("source", {})
-    if not Path(source.get("model_dir", "")).is_dir():
-        raise ModelFileError(f"the trained run {source.get('model_dir')!r} (meta source) is "
-                             f"gone; the ONNX graph is rebuilt from it")
-    prepared, cfg, _ = load_model(source["model_dir"], tag=source.get("tag", "best"))
+    model_dir = model_dir or source.get("model_dir")  # exports of mxlstm 0.1 named it
+    if not model_dir or not Path(model_dir).is_dir():
+        raise ModelFileError(f"the trained run {model_dir or source.get('run')!r} is not "
+                             f"there; the ONNX graph is rebuilt from it (mxlstm export "
+                             f"--model RUN --out PREFIX --onnx)")
+    prepared, cfg, _ = load_model(model_dir, tag=source.get("tag", "best"))
     kind, streaming = meta["kind"], bool(meta.get("streaming"))
     stateful = kind == "language_model" or streaming
     length = None if stateful else data_length(prepared)

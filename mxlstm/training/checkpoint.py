@@ -3,9 +3,10 @@
 A training state is everything needed to go on with a run as if it had never stopped:
 
 1. Model parameters: ``model.params`` (``Block.save_parameters``).
-2. Optimizer / trainer states: ``trainer.states`` (``Trainer.save_states``): per-parameter
-   states (e.g. Adam moments) and the pickled optimizer with its ``num_update`` and LR
-   scheduler, so the LR schedule resumes at the right update count.
+2. Optimizer state: ``optimizer.params`` + ``optimizer.json`` (see
+   :mod:`mxlstm.training.optimizer_state`): per-parameter states (e.g. Adam moments) and
+   the update counters, so the LR schedule resumes at the right update count. No pickle:
+   loading a checkpoint never runs code from it.
 3. Epoch: completed epochs, ``state["epoch"]``.
 4. Global step: completed updates, ``state["global_step"]`` (orders checkpoints on lookup).
 5. Early stopping: best metric, best epoch, epochs without improvement.
@@ -19,7 +20,7 @@ A training state is everything needed to go on with a run as if it had never sto
 
 Items 3-8 are the JSON dict ``state.json`` (non-finite floats as ``NaN`` / ``Infinity``).
 Layout: ``run_dir/checkpoints/latest`` (text file naming the last saved tag) and
-``run_dir/checkpoints/<tag>/`` with ``model.params``, ``trainer.states`` (absent without a
+``run_dir/checkpoints/<tag>/`` with ``model.params``, the optimizer files (absent without a
 trainer), ``state.json``, extra files and ``MANIFEST.json`` (written last: size + sha256 of
 every other file).
 
@@ -27,8 +28,10 @@ Crash safety: a checkpoint is built and fsynced in ``.tmp-<tag>-<pid>``; an exis
 ``<tag>`` is renamed to ``.old-<tag>-<pid>``, the temp dir renamed to ``<tag>``, the old one
 removed, then ``latest`` is replaced atomically.  Renames are atomic, so at every instant
 ``<tag>`` or ``.old-<tag>-<pid>`` is complete; :func:`find_checkpoint` looks at both and the
-next save of the tag restores / removes leftovers.  One writer per run directory is assumed.
-``trainer.states`` is a pickle: load checkpoints only from sources you trust.
+next save of the tag restores / removes leftovers.  One writer per run directory (the run
+lock of :mod:`mxlstm.training.rundir`).  Checkpoints of mxlstm 0.1 stored the optimizer as
+a pickle (``trainer.states``): their parameters still load, their optimizer state is
+refused.
 """
 
 from __future__ import annotations
@@ -49,7 +52,13 @@ from typing import Any
 
 import numpy as np
 
-from mxlstm.errors import ModelFileError
+from mxlstm.errors import ModelFileError, error_reason
+from mxlstm.training.optimizer_state import (
+    ARRAYS_FILE,
+    load_optimizer_state,
+    save_optimizer_state,
+)
+from mxlstm.training.optimizer_state import STATE_FILE as OPTIMIZER_FILE
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +67,10 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST = "latest"
 MANIFEST = "MANIFEST.json"
 PARAMS_FILE = "model.params"
-TRAINER_FILE = "trainer.states"
+PICKLED_TRAINER_FILE = "trainer.states"  # mxlstm 0.1: a pickle, never loaded
 STATE_FILE = "state.json"
-_RESERVED = {PARAMS_FILE, TRAINER_FILE, STATE_FILE, MANIFEST}
+_RESERVED = {PARAMS_FILE, PICKLED_TRAINER_FILE, ARRAYS_FILE, OPTIMIZER_FILE, STATE_FILE,
+             MANIFEST}
 _FORMAT = "mxlstm-checkpoint"
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _LEFTOVER_RE = re.compile(r"^\.(?P<kind>tmp|old)-(?P<tag>.+)-(?P<pid>\d+)$")
@@ -230,11 +240,6 @@ def _remove_latest_temps(ckpt_dir: Path) -> None:
                 entry.unlink()
 
 
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]
-
-
 def write_atomic(path: PathLike, data: bytes | str) -> None:
     """Replace ``path`` with ``data`` atomically (str is written as UTF-8).
 
@@ -295,9 +300,8 @@ def save_checkpoint(run_dir: PathLike, tag: str, model, trainer, state: dict,
         model.save_parameters(str(tmp / PARAMS_FILE))
         names = [PARAMS_FILE]
         if trainer is not None:
-            trainer.save_states(str(tmp / TRAINER_FILE))
-            names.append(TRAINER_FILE)
-        for name in names:  # written by MXNet without fsync
+            names += save_optimizer_state(trainer, tmp)
+        for name in names:  # written without fsync
             _fsync(tmp / name)
         for name, data in extra.items():
             _write_new(tmp / name, data)
@@ -419,16 +423,14 @@ def load_checkpoint(path: PathLike, model, trainer, ctx=None) -> dict:
         model.load_parameters(str(params_file), ctx=ctx)
     except Exception as err:
         raise ModelFileError(f"{params_file}: parameters do not fit the model "
-                             f"({_short(err)})") from err
+                             f"({error_reason(err)})") from err
     if trainer is not None:
-        trainer_file = path / TRAINER_FILE
-        if not trainer_file.is_file():
-            raise ModelFileError(f"{trainer_file}: missing (checkpoint saved without a trainer)")
-        try:
-            trainer.load_states(str(trainer_file))
-        except Exception as err:
-            raise ModelFileError(f"{trainer_file}: cannot load trainer states "
-                                 f"({_short(err)})") from err
+        if (path / PICKLED_TRAINER_FILE).exists() and not (path / OPTIMIZER_FILE).exists():
+            raise ModelFileError(
+                f"{path / PICKLED_TRAINER_FILE}: optimizer state saved as a pickle by an older "
+                f"mxlstm; it is not loaded (a pickle can run code). The parameters still "
+                f"evaluate and export; to train on, start a new run")
+        load_optimizer_state(trainer, path)
     return state
 
 

@@ -61,6 +61,13 @@ class MetricsLog:
             f.write(line)
             f.flush()
 
+    def rewrite(self, records: list[dict]) -> None:
+        """Replace the log atomically with ``records`` (those of a checkpoint, on resume)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, b"".join(json.dumps(r, default=json_default).encode("utf-8")
+                                         + b"\n" for r in records))
+        self._checked_end = True
+
     @staticmethod
     def read(path: PathLike) -> list[dict]:
         """Read all records of a metrics log.

@@ -23,7 +23,7 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from mxlstm.data.batching import to_context
-from mxlstm.errors import ConfigError, TrainingError
+from mxlstm.errors import ConfigError, TrainingError, error_reason
 from mxlstm.training.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -139,10 +139,12 @@ class Fitter:
             if self.cfg.nan_policy == "skip":
                 log.warning("step %d: loss is %s; batch skipped", step, total)
                 return math.nan, 0.0
+            kept = find_checkpoint(self.run_dir, "latest")
+            where = (f"the last good checkpoint {kept} is kept" if kept is not None else
+                     "no epoch had finished, so no checkpoint was saved")
             raise TrainingError(
-                f"step {step}: the training loss became {total}; stopped. The last good "
-                f"checkpoint is kept in {self.run_dir / 'checkpoints'} (try a lower train.lr, "
-                f"train.clip_norm, or train.nan_policy=skip)")
+                f"step {step}: the training loss became {total}; stopped, {where} (try a "
+                f"lower train.lr, train.clip_norm, or train.nan_policy=skip)")
         if not self._settled:
             settle_kvstore(self.trainer)
             self._settled = True
@@ -179,20 +181,29 @@ class Fitter:
         return self.trainer
 
     def fit(self, train_loader, valid_loader, steps_per_epoch: int,
-            resume: bool = False) -> dict:
-        """Train for ``cfg.epochs``; returns the final training state."""
+            start: Path | None = None, extended: bool = False) -> dict:
+        """Train until ``cfg.epochs`` (or early stopping); returns the final training state.
+
+        ``start`` is the checkpoint to go on from (None: from scratch); ``extended``: the run
+        was given more epochs (``--extend-epochs``), so an early stop no longer ends it.
+        ``metrics.jsonl`` is
+        rewritten from the checkpoint's history first, so a run killed between a checkpoint
+        and its metrics line (or the other way round) never shows an epoch twice or not at
+        all. A state that is already finished trains nothing.
+        """
         self.make_trainer(steps_per_epoch)
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
-                 "bad_epochs": 0, "history": []}
-        if resume:
-            path = find_checkpoint(self.run_dir, "latest")
-            if path is None:
-                log.info("no checkpoint in %s: starting from scratch", self.run_dir)
-            else:
-                state = load_checkpoint(path, self.model, self.trainer, ctx=self.contexts)
-                log.info("resumed from %s (epoch %d done)", path, state["epoch"])
+                 "bad_epochs": 0, "history": [], "stopped_early": False}
+        if start is not None:
+            state = load_checkpoint(start, self.model, self.trainer, ctx=self.contexts)
+            state.setdefault("stopped_early", False)
+            if extended:
+                state["stopped_early"], state["bad_epochs"] = False, 0
+            log.info("resumed from %s (epoch %d done)", start, state["epoch"])
         metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
-        while state["epoch"] < self.cfg.epochs:
+        metrics_log.rewrite(state["history"])
+        state["epochs_planned"] = self.cfg.epochs
+        while state["epoch"] < self.cfg.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
             record = self._train_epoch(train_loader, epoch, state)
             record.update({f"valid_{k}": v for k, v in self.evaluate(valid_loader).items()
@@ -200,16 +211,15 @@ class Fitter:
             record["lr"] = self.trainer.learning_rate
             record["main_metric"] = f"valid_{self.monitor}"
             state["epoch"] = epoch + 1
-            stop = self._after_epoch(state, record)
-            metrics_log.write(record)
+            state["stopped_early"] = self._after_epoch(state, record)
             state["history"].append(record)
-            self._checkpoint(state, record)
+            self._checkpoint(state, record)  # first the checkpoint, then its metrics line
+            metrics_log.write(record)
             log.info("epoch %d: train loss %.4f, valid %s %.4f%s", epoch + 1,
                      record["train_loss"], self.monitor, record[f"valid_{self.monitor}"],
                      " (best)" if state["best_epoch"] == epoch + 1 else "")
-            if stop:
+            if state["stopped_early"]:
                 log.info("early stopping: no improvement for %d epochs", state["bad_epochs"])
-                break
         return state
 
     def _train_epoch(self, loader, epoch: int, state: dict) -> dict:
@@ -267,7 +277,7 @@ class Fitter:
                 save_checkpoint(self.run_dir, name, self.model, self.trainer, state,
                                 self.checkpoint_files)
             except (OSError, mx.base.MXNetError) as err:  # e.g. disk full
-                reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+                reason = error_reason(err, self.run_dir / "checkpoints")
                 raise TrainingError(
                     f"{self.run_dir / 'checkpoints' / name}: cannot save the checkpoint of "
                     f"epoch {state['epoch']} ({reason}); the checkpoints saved before are "

@@ -192,12 +192,14 @@ def test_fixed_length_export_is_refused_where_lengths_vary(base, tmp_path):
 @pytest.mark.skipif(HAS_ORT, reason="onnxruntime is installed")
 def test_onnx_without_runtime_says_how_to_install(base):
     with pytest.raises(MxlstmError, match=r"pip install onnx==1\.14\.1"):
-        export_onnx(exported(base, "digits-uni", streaming=True))
+        export_onnx(exported(base, "digits-uni", streaming=True),
+                    model_dir=tiny_run(base, "digits-uni"))
 
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed (optional)")
 def test_onnx_streaming_graph_matches_in_onnxruntime(base):
-    result = export_onnx(exported(base, "digits-uni", streaming=True))
+    result = export_onnx(exported(base, "digits-uni", streaming=True),
+                         model_dir=tiny_run(base, "digits-uni"))
     assert result["opset"] == 13 and result["max_abs_diff"] <= 1e-5
     assert Path(result["path"]).is_file()
 

@@ -46,7 +46,7 @@ def run(sess, **inputs) -> dict:
 
 def test_language_model_exports_with_states_and_matches_the_predictor(base):
     prefix = exported(base, "lm")
-    result = export_onnx(prefix)
+    result = export_onnx(prefix, model_dir=tiny_run(base, "lm"))
     onnx_meta = read_meta(prefix)["onnx"]
     assert Path(result["path"]) == Path(str(prefix) + ".onnx")
     assert onnx_meta["exported"] and onnx_meta["opset"] == ONNX_OPSET == 13
@@ -79,7 +79,7 @@ def test_language_model_exports_with_states_and_matches_the_predictor(base):
 @pytest.mark.parametrize("name", ["digits", "digits-uni"])
 def test_fixed_length_classifier_exports_without_valid_length(base, name):
     prefix = exported(base, name)  # the MXNet export takes valid_length; ONNX does not
-    result = export_onnx(prefix)
+    result = export_onnx(prefix, model_dir=tiny_run(base, name))
     onnx_meta = read_meta(prefix)["onnx"]
     assert result["max_abs_diff"] <= 1e-5
     assert onnx_meta["sequence_length"] == 8 and onnx_meta["dynamic_axes"] == ["N"]
@@ -103,7 +103,7 @@ def test_variable_length_model_is_refused_and_the_reason_recorded(base):
     prefix = exported(base, "vowels")
     with pytest.raises(ModelFileError, match="ONNX export refused: sequences have different "
                                              "lengths .*valid_length"):
-        export_onnx(prefix)
+        export_onnx(prefix, model_dir=tiny_run(base, "vowels"))
     onnx_meta = read_meta(prefix)["onnx"]
     assert onnx_meta["exported"] is False and "valid_length" in onnx_meta["refused"]
     assert not Path(str(prefix) + ".onnx").exists()

@@ -82,8 +82,14 @@ def test_resume_refuses_a_changed_configuration(tmp_path, capsys):
                  "--set", "train.lr=0.5"]) == 2
     assert "train.lr" in capsys.readouterr().err
     assert main(["train", "--task", "digits", "--out", str(out), "--resume", *TINY,
-                 "--epochs", "2"]) == 0
+                 "--epochs", "2"]) == 2
+    assert "train.epochs (1 -> 2); to train more epochs use --extend-epochs" in \
+        capsys.readouterr().err
+    # the original command (--epochs 1 included) plus --extend-epochs trains one more
+    assert main(["train", "--task", "digits", "--out", str(out), "--resume", *TINY,
+                 "--extend-epochs", "1"]) == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
 
 
 def test_nan_loss_is_one_line_and_exit_2(tmp_path, capsys):

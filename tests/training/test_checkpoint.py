@@ -57,7 +57,7 @@ def test_round_trip_params_and_adam_states(tmp_path):
     assert path == tmp_path / "checkpoints" / "last"
     assert ck.validate_checkpoint(path)
     assert sorted(os.listdir(path)) == ["MANIFEST.json", "config.json", "model.params",
-                                       "state.json", "trainer.states"]
+                                       "optimizer.json", "optimizer.params", "state.json"]
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "last"
     assert ck.find_checkpoint(tmp_path) == path
 
@@ -91,9 +91,9 @@ def test_rng_state_round_trip():
 def test_load_without_trainer_states_and_wrong_model(tmp_path):
     net, _ = make_model(steps=0)
     path = ck.save_checkpoint(tmp_path, "best", net, None, {"global_step": 0})
-    assert not (path / "trainer.states").exists()
+    assert not (path / "optimizer.json").exists()
     ck.load_checkpoint(path, make_model()[0], None, ctx=[mx.cpu()])
-    with pytest.raises(ModelFileError, match="trainer.states"):
+    with pytest.raises(ModelFileError, match="optimizer.json: missing"):
         ck.load_checkpoint(path, *make_model())
     other = gluon.nn.Dense(5, in_units=4)
     other.initialize()
@@ -270,3 +270,74 @@ def test_write_atomic_full_disk_leaves_original(tmp_path, monkeypatch, fail):
         with pytest.raises(OSError):
             ck.write_atomic(tmp_path / "absent.json", "y")
     assert sorted(os.listdir(tmp_path)) == ["new.json", "report.json"]
+
+
+def _replant(path, name: str, data: bytes) -> None:
+    """Write ``name`` into checkpoint ``path`` and fix its manifest, as an attacker would."""
+    (path / name).write_bytes(data)
+    manifest = json.loads((path / "MANIFEST.json").read_text())
+    manifest["files"][name] = {"size": len(data), "sha256": ck._sha256(path / name)}
+    (path / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, 'w')``: the code a crafted checkpoint could run."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_planted_pickle_never_runs(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    net, trainer = make_model(steps=2)
+    path = ck.save_checkpoint(tmp_path / "run", "last", net, trainer, {"global_step": 2})
+    payload = pickle.dumps(_Payload(str(marker)))
+    # an old-style checkpoint: only the pickle, as mxlstm 0.1 wrote it
+    for name in ("optimizer.json", "optimizer.params"):
+        (path / name).unlink()
+    manifest = json.loads((path / "MANIFEST.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "optimizer" not in k}
+    (path / "MANIFEST.json").write_text(json.dumps(manifest))
+    _replant(path, "trainer.states", payload)
+    assert ck.validate_checkpoint(path)
+    with pytest.raises(ModelFileError, match="pickle"):
+        ck.load_checkpoint(path, *make_model())
+    ck.load_checkpoint(path, make_model()[0], None)  # the parameters still load
+    # the payload in place of the new files: they are parsed as JSON / NDArrays, never run
+    path = ck.save_checkpoint(tmp_path / "run2", "last", net, trainer, {"global_step": 2})
+    _replant(path, "optimizer.params", payload)
+    with pytest.raises(ModelFileError, match="optimizer.params: cannot load"):
+        ck.load_checkpoint(path, *make_model())
+    _replant(path, "optimizer.json", payload)
+    with pytest.raises(ModelFileError, match="optimizer.json: unreadable"):
+        ck.load_checkpoint(path, *make_model())
+    assert not marker.exists()
+
+
+def test_optimizer_state_shapes_are_checked(tmp_path):
+    net, trainer = make_model(steps=2)
+    path = ck.save_checkpoint(tmp_path, "last", net, trainer, {"global_step": 2})
+    arrays = mx.nd.load(str(path / "optimizer.params"))
+    key = sorted(arrays)[0]
+    arrays[key] = mx.nd.zeros((7, 7))
+    mx.nd.save(str(path / "optimizer.params"), arrays)
+    _replant(path, "optimizer.params", (path / "optimizer.params").read_bytes())
+    with pytest.raises(ModelFileError, match="does not fit"):
+        ck.load_checkpoint(path, *make_model())
+
+
+def test_plateau_learning_rate_survives_a_resume(tmp_path):
+    net = gluon.nn.Dense(3, in_units=4)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    step(net, trainer, 0)
+    trainer.set_learning_rate(0.025)  # what the plateau schedule does
+    path = ck.save_checkpoint(tmp_path, "last", net, trainer, {"global_step": 1})
+    other = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    ck.load_checkpoint(path, net, other)
+    assert other.learning_rate == 0.025 and other._optimizer.num_update == 1
