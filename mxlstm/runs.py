@@ -214,6 +214,8 @@ def _train_locked(cfg, out: Path, resume: bool, debug: bool, extend_epochs: int,
         refuse_lost_run(out, status)
         cfg = resume_config(out, cfg, explicit, extend_epochs)
         start = status.checkpoint
+        if start is not None:
+            _require_best(out, start)
         if start is None:
             log.warning("%s: no epoch had finished: starting the run from its first epoch",
                         out)
@@ -231,6 +233,7 @@ def _train_locked(cfg, out: Path, resume: bool, debug: bool, extend_epochs: int,
     with recording_reads() as reads:
         prepared = tasks.prepare(cfg, shard=shard)  # bad data stops here, before any file
     fingerprint = fingerprint_inputs(reads, prepared.meta, prepared.files)
+    Fitter(prepared.model, prepared.objective, cfg.train, out, contexts).check_monitor()
     if start is not None:
         check_same_inputs(out, fingerprint)
     init_model(prepared, contexts)
@@ -248,6 +251,20 @@ def _train_locked(cfg, out: Path, resume: bool, debug: bool, extend_epochs: int,
         if start is None:  # nothing of an earlier run is here: leave no half-made run
             remove_unstarted(out, created)
         raise
+
+
+def _require_best(out: Path, latest: Path) -> None:
+    """A resume needs the best epoch's checkpoint once there is a best epoch: the report
+    is computed from it."""
+    try:
+        best_epoch = json.loads((latest / "state.json").read_text("utf-8")).get("best_epoch")
+    except (OSError, ValueError, AttributeError):
+        best_epoch = None
+    if best_epoch is not None and find_checkpoint(out, "best") is None:
+        raise ModelFileError(
+            f"{out / 'checkpoints' / 'best'}: missing or invalid, so the parameters of the "
+            f"best epoch ({best_epoch}) are lost and the run cannot report its best model; "
+            f"restore the directory or start a new run (nothing was changed)")
 
 
 def _finished(checkpoint: Path, cfg: RunConfig) -> bool:

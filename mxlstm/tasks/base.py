@@ -11,6 +11,7 @@ from mxnet import gluon
 from mxlstm.data.augment import AugmentedDataset
 from mxlstm.data.augment_spec import build_augmentation
 from mxlstm.data.batching import make_loader
+from mxlstm.errors import ConfigError, DataError
 from mxlstm.models import SequenceModel
 from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Objective
@@ -87,6 +88,7 @@ def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,
     if d.augment:
         train = AugmentedDataset(train, build_augmentation(d.augment, unk_id=unk_id),
                                  seed=t.seed)
+        check_augmentation(train, cfg)
     train_loader = make_loader(train, t.batch_size, True, t.seed, lengths=lengths,
                                num_buckets=d.num_buckets or None, num_workers=d.num_workers,
                                batchify_fn=pad_batchify_fn)
@@ -97,6 +99,19 @@ def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,
     if t.max_batches:
         steps = min(steps, t.max_batches)
     return train_loader, valid_loader, test_loader, steps
+
+
+def check_augmentation(train, cfg: RunConfig) -> None:
+    """Apply ``data.augment`` to the first training sample now, so that an augmentation
+    that does not fit the task's samples is refused before the run directory is made."""
+    if len(train) == 0:
+        return
+    try:
+        train[0]
+    except (DataError, ValueError, TypeError, IndexError) as err:
+        message = getattr(err, "message", None) or str(err)
+        raise ConfigError(f"data.augment={cfg.data.augment!r} does not fit the samples of "
+                          f"task {cfg.task} ({message})") from None
 
 
 def sample_length(dataset, index: int) -> int:

@@ -119,6 +119,16 @@ class Fitter:
         self.monitor = cfg.monitor or objective.monitor
         self.trainer: gluon.Trainer | None = None
 
+    def check_monitor(self) -> None:
+        """Refuse a ``train.monitor`` the validation metrics will not have (before any
+        file of the run is made)."""
+        names = {k for k in self.objective.new_metrics().result() if k not in ("confusion",
+                                                                             "count")}
+        names.add("loss")
+        if self.monitor not in names:
+            raise ConfigError(f"train.monitor: the validation metrics have no "
+                              f"{self.monitor!r}; they have {', '.join(sorted(names))}")
+
     # -- one batch --------------------------------------------------------------------
     def _split(self, batch) -> list[tuple]:
         if len(self.contexts) == 1:

@@ -9,7 +9,11 @@ chosen by a seeded RNG:
   so no checkpoint exists yet, or while the run writes its config / meta files);
 * ``train``: after a random delay once the run logs that training starts;
 * ``write``: the moment the k-th ``checkpoints/.tmp-*`` directory of the process appears
-  (optionally a few milliseconds later), i.e. inside a checkpoint write.
+  (optionally a few milliseconds later), i.e. inside a checkpoint write;
+* ``between``: the moment ``checkpoints/latest`` changes for the k-th time, i.e. between
+  a checkpoint and the epoch's line in ``metrics.jsonl``.
+
+At the end ``metrics.jsonl`` holds every epoch once, with the reference run's values.
 
 A kill counts as landing inside a checkpoint write when the dead process left a
 ``.tmp-<tag>-<pid>`` / ``.old-<tag>-<pid>`` directory with its own pid behind.  No
@@ -66,11 +70,14 @@ def _leftovers(ckpt_dir: Path, pid: int) -> dict[str, list[str]]:
 
 
 def _plan(rng: random.Random, force_write: bool) -> tuple:
-    kind = "write" if force_write else rng.choice(["start", "train", "train", "write", "write"])
+    kind = "write" if force_write else rng.choice(["start", "train", "train", "write", "write",
+                                                   "between"])
     if kind == "start":
         return kind, rng.uniform(0.2, 5.0)
     if kind == "train":
         return kind, rng.uniform(0.0, 0.7)
+    if kind == "between":
+        return kind, rng.randint(1, 2)
     # the k-th temp dir this process makes (best + epoch tag per improving epoch), killed
     # at once or a few ms later (later in the write, or just after its renames)
     return kind, rng.randint(1, 3), rng.choice([0.0, rng.uniform(0.001, 0.008)])
@@ -84,6 +91,15 @@ def _kill_per_plan(proc: subprocess.Popen, out: Path, stderr: Path, plan: tuple)
     kind = plan[0]
     training_since = None
     seen, appeared = set(), 0
+    pointer = ckpt_dir / "latest"
+
+    def stamp():
+        try:
+            return pointer.stat().st_mtime_ns, pointer.read_bytes()
+        except OSError:
+            return None
+
+    last_stamp, changes = stamp(), 0
     while proc.poll() is None:
         now = time.monotonic()
         assert now < deadline, f"run {proc.pid} did not end within {RUN_TIMEOUT} s"
@@ -91,6 +107,13 @@ def _kill_per_plan(proc: subprocess.Popen, out: Path, stderr: Path, plan: tuple)
             if now - started >= plan[1]:
                 break
             time.sleep(0.01)
+        elif kind == "between":
+            now_stamp = stamp()
+            if now_stamp != last_stamp:
+                last_stamp, changes = now_stamp, changes + 1
+                if changes >= plan[1]:
+                    break
+            time.sleep(0.0005)
         elif kind == "train":
             if training_since is None and TRAINING_STARTS in stderr.read_text(errors="replace"):
                 training_since = now
@@ -174,3 +197,11 @@ def test_kill_anywhere_resume_is_valid_and_bit_identical(tmp_path):
     report_got = json.loads((out / "report.json").read_text())
     for key in ("test", "best_epoch", "best_valid", "epochs_run"):
         assert report_got[key] == report_ref[key], key
+    timing = {"seconds", "sequences_per_second"}
+
+    def epochs(run: Path) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if k not in timing}
+                for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert [r["epoch"] for r in epochs(out)] == [1, 2, 3, 4, 5, 6]
+    assert epochs(out) == epochs(reference)
