@@ -41,6 +41,12 @@ def build_config(args: argparse.Namespace):
 
     cfg = default_config(args.task)
     if args.config:
+        from mxlstm.data.validate import special_file_problem
+        from mxlstm.errors import ConfigError
+
+        problem = special_file_problem(args.config)  # a FIFO would block the read for ever
+        if problem:
+            raise ConfigError(f"{args.config}: {problem}, expected a TOML file")
         cfg = apply_overrides(cfg, read_toml(args.config), args.config)
     shortcuts = {"data.path": args.data, "data.test_path": args.test_data,
                  "train.epochs": args.epochs, "train.seed": args.seed, "train.ctx": args.ctx}
