@@ -78,8 +78,8 @@ def _cap_text() -> str:
 
 
 def _too_big(what: str) -> str:
-    return (f"{what} more than {_limit_mb:g} MB, the input size cap ({_cap_text()}; raise the "
-            f"key to read it)")
+    return (f"{what} the input size cap of {_limit_mb:g} MB ({_cap_text()}; raise the key to "
+            f"read it)")
 
 
 # --------------------------------------------------------------------------- file kinds
@@ -136,7 +136,7 @@ def check_regular_file(path: PathLike) -> os.stat_result:
     if kind is not None:
         raise DataError(f"{kind}, expected a regular file", path=path)
     if info.st_size > _limit_bytes:
-        raise DataError(_too_big(f"file of {info.st_size / MB:.1f} MB:"), path=path)
+        raise DataError(_too_big(f"file of {info.st_size / MB:.1f} MB is larger than"), path=path)
     return info
 
 
@@ -185,7 +185,7 @@ def read_limited(path: PathLike) -> bytes:
             if not path.endswith(".gz"):
                 data = raw.read(limit + 1)
                 if len(data) > limit:
-                    raise DataError(_too_big("holds"), path=path)
+                    raise DataError(_too_big("holds more than"), path=path)
                 return data
             parts, total = [], 0
             with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
@@ -196,18 +196,18 @@ def read_limited(path: PathLike) -> bytes:
                     parts.append(chunk)
                     total += len(chunk)
                     if total > limit:
-                        raise DataError(_too_big("decompresses to"), path=path)
+                        raise DataError(_too_big("decompresses to more than"), path=path)
             return b"".join(parts)
         except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"cannot read file ({err})", path=path) from None
         except MemoryError:
-            raise DataError(_too_big("needs"), path=path) from None
+            raise DataError(_too_big("needs more memory than"), path=path) from None
 
 
 def check_declared_size(nbytes: int, path: PathLike, field: str | None = None) -> None:
     """Refuse data whose header declares more bytes than the cap (before allocating)."""
     if nbytes > _limit_bytes:
-        raise DataError(_too_big(f"declares {nbytes / MB:.1f} MB of data,"), path=path,
+        raise DataError(_too_big(f"declares {nbytes / MB:.1f} MB of data, more than"), path=path,
                         field=field)
 
 
