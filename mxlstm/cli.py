@@ -38,7 +38,15 @@ def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
     """The keys the user gave: ``(overrides, source)`` of the TOML file, then the flags."""
     from mxlstm.training.config import parse_set_options, read_toml
 
-    sources = [(read_toml(args.config), args.config)] if args.config else []
+    sources = []
+    if args.config:
+        from mxlstm.data.validate import special_file_problem
+        from mxlstm.errors import ConfigError
+
+        problem = special_file_problem(args.config)  # a FIFO would block the read for ever
+        if problem:
+            raise ConfigError(f"{args.config}: {problem}, expected a TOML file")
+        sources.append((read_toml(args.config), args.config))
     shortcuts = {"data.path": args.data, "data.test_path": args.test_data,
                  "train.epochs": args.epochs, "train.seed": args.seed, "train.ctx": args.ctx}
     flags = {k: v for k, v in shortcuts.items() if v is not None}

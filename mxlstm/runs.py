@@ -61,6 +61,11 @@ def _flat(cfg: RunConfig) -> dict:
 
 def _read_json(path: Path, model_dir: Path) -> dict:
     """A JSON object file of a run directory; every problem names the file."""
+    from mxlstm.data.validate import special_file_problem
+
+    problem = path.exists() and special_file_problem(path)  # a FIFO would block for ever
+    if problem:
+        raise ModelFileError(f"{path}: {problem}, expected a JSON file")
     try:
         tree = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

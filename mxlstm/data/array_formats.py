@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 
 from mxlstm.data.fileio import PathLike, note_file, read_bytes
+from mxlstm.data.validate import check_declared_size, float32_checked, open_regular
 from mxlstm.errors import DataError
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -45,6 +46,8 @@ def read_idx(path: PathLike, magic: int, ndim: int) -> np.ndarray:
 def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read IDX images ``(N, rows, cols)`` uint8 and labels ``(N,)`` int64; counts must match."""
     images = read_idx(images_path, IDX_IMAGES_MAGIC, 3)
+    if len(images) == 0:
+        raise DataError("no images (the IDX header says 0 items)", path=images_path)
     labels = read_idx(labels_path, IDX_LABELS_MAGIC, 1)
     if len(images) != len(labels):
         raise DataError(f"{len(images)} images in {os.fspath(images_path)} but "
@@ -56,14 +59,47 @@ def _npz_get(archive, key: str, path: PathLike, allow_pickle: bool) -> np.ndarra
     if key not in archive.files:
         raise DataError(f"no array '{key}' (has: {', '.join(archive.files)})", path=path,
                         field=key)
+    _check_member(archive, key, path)
     try:
         return archive[key]
+    except MemoryError:
+        raise DataError("array too large to load", path=path, field=key) from None
     except ValueError as err:
         hint = "" if allow_pickle else " (object array: pass allow_pickle=True for trusted files)"
         raise DataError(f"cannot read array: {err}{hint}", path=path, field=key) from None
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:  # truncated / corrupt
         raise DataError(f"cannot read array: damaged archive ({err})", path=path,
                         field=key) from None
+
+
+def _check_member(archive, key: str, path: PathLike) -> None:
+    """Refuse a member whose (declared) decompressed size passes the cap, or whose ``.npy``
+    header declares more data than the member holds, before numpy allocates it."""
+    zipped = getattr(archive, "zip", None)
+    if zipped is None:
+        return
+    try:
+        info = zipped.getinfo(f"{key}.npy")
+    except KeyError:
+        return
+    check_declared_size(info.file_size, path, key)
+    try:
+        with zipped.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(member)
+            header_size = member.tell()
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+        raise DataError(f"cannot read array: damaged archive ({err})", path=path,
+                        field=key) from None
+    if dtype.hasobject:
+        return
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > info.file_size - header_size:
+        raise DataError(f"cannot read array: damaged archive (header says shape {shape} "
+                        f"but the array holds {info.file_size - header_size} bytes)",
+                        path=path, field=key)
 
 
 def _as_sequences(x: np.ndarray, path: PathLike, key: str) -> list[np.ndarray]:
@@ -102,15 +138,33 @@ def _truncate(seqs: list[np.ndarray], lengths: np.ndarray, path: PathLike,
     return [s[: int(n)] for s, n in zip(seqs, lengths, strict=True)]
 
 
-def _open_npz(path: PathLike, allow_pickle: bool):
-    try:
-        archive = np.load(os.fspath(path), allow_pickle=allow_pickle)
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
-        raise DataError(f"not a readable .npz file ({err})", path=path) from None
-    if not hasattr(archive, "files"):
-        raise DataError("a single .npy array, expected a .npz archive", path=path)
+class _Npz:
+    """``np.load`` of an already opened regular file, closing both at the end."""
+
+    def __init__(self, path: PathLike, allow_pickle: bool) -> None:
+        self.handle = open_regular(path)
+        try:
+            self.archive = np.load(self.handle, allow_pickle=allow_pickle)
+        except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+            self.handle.close()
+            raise DataError(f"not a readable .npz file ({err})", path=path) from None
+        except MemoryError:
+            self.handle.close()
+            raise DataError("not a readable .npz file (too large)", path=path) from None
+        if not hasattr(self.archive, "files"):
+            self.handle.close()
+            raise DataError("a single .npy array, expected a .npz archive", path=path)
+
+    def __enter__(self):
+        return self.archive
+
+    def __exit__(self, *exc) -> None:
+        self.archive.close()
+        self.handle.close()
+
+
+def _open_npz(path: PathLike, allow_pickle: bool) -> _Npz:
+    archive = _Npz(path, allow_pickle)
     note_file(path)
     return archive
 
@@ -129,6 +183,9 @@ def read_npz_arrays(path: PathLike, x_key: str = "x", y_key: str = "y",
         names = None
         if "label_names" in archive.files:
             names = [str(n) for n in _npz_get(archive, "label_names", path, False).tolist()]
+    if len(seqs) == 0:
+        raise DataError(f"no sequences (array '{x_key}' holds 0 items)", path=path,
+                        field=x_key)
     if len(y) != len(seqs):
         raise DataError(f"{len(y)} labels for {len(seqs)} sequences", path=path, field=y_key)
     if lengths is not None:
@@ -138,8 +195,16 @@ def read_npz_arrays(path: PathLike, x_key: str = "x", y_key: str = "y",
     for i, s in enumerate(seqs):
         if not np.isfinite(s).all():
             raise DataError(f"non-finite value in sequence {i}", path=path, field=x_key)
+        seqs[i] = float32_checked(s, path, field=x_key, where=f"in sequence {i}")
     if y.dtype.kind not in "iubf":
         raise DataError(f"labels must be numbers, got dtype {y.dtype}", path=path, field=y_key)
-    if y.dtype.kind in "iu" and (y < 0).any():
-        raise DataError("negative class label", path=path, field=y_key)
+    if names is not None:
+        if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.isfinite(y).all()
+                                            and (y == np.round(y)).all()):
+            raise DataError("with 'label_names' the labels must be class numbers", path=path,
+                            field=y_key)
+        outside = (y < 0) | (y >= len(names))
+        if outside.any():
+            raise DataError(f"label {y[outside][0]:g} outside 0..{len(names) - 1} (the "
+                            f"{len(names)} entries of 'label_names')", path=path, field=y_key)
     return seqs, y, names

@@ -7,12 +7,11 @@ where it can be located, the 1-based line.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
-import zlib
 from collections.abc import Iterator
 
+from mxlstm.data.validate import check_regular_file, read_limited
 from mxlstm.errors import DataError
 
 FILES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
@@ -84,39 +83,28 @@ def embedded_path(relative: str) -> str:
 
 
 def require_file(path: PathLike) -> None:
-    """Raise the :class:`DataError` :func:`read_bytes` would give if ``path`` is missing or
-    a directory (so that readers can report it before guessing a format from the name)."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise DataError("is a directory, expected a file", path=path)
-    if not os.path.exists(path):
-        raise DataError("file not found", path=path)
+    """Raise the :class:`DataError` :func:`read_bytes` would give if ``path`` is missing, a
+    directory, a FIFO, a device or larger than the size cap (so that readers can report it
+    before guessing a format from the name). Never opens the file."""
+    check_regular_file(path)
 
 
 def read_bytes(path: PathLike) -> bytes:
-    """Read a whole file; names ending in ``.gz`` are decompressed.
+    """Read a whole regular file; names ending in ``.gz`` are decompressed.
+
+    Goes through :mod:`mxlstm.data.validate`: FIFOs, devices and directories are refused
+    before opening, and reading stops past the size cap (``data.max_input_mb``), for
+    ``.gz`` files on the decompressed bytes.
 
     Raises
     ------
     DataError
-        If the file is missing, is a directory, or cannot be read / decompressed.
+        If the file is missing, not a regular file, over the cap, or cannot be read /
+        decompressed.
     """
-    path = os.fspath(path)
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-        _note_read(path, data)
-        return data
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, expected a file", path=path) from None
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"cannot read file ({err})", path=path) from None
+    data = read_limited(path)
+    _note_read(os.fspath(path), data)
+    return data
 
 
 def decode_text(raw: bytes, path: PathLike | None = None) -> str:

@@ -18,6 +18,12 @@ from mxnet.gluon.data import Dataset
 from mxlstm.data.array_formats import read_idx_pair, read_npz_arrays
 from mxlstm.data.fileio import PathLike, embedded_path, read_lines
 from mxlstm.data.ts_format import parse_ts
+from mxlstm.data.validate import (
+    canonical_label,
+    check_label_kinds,
+    float32_checked,
+    index_labels,
+)
 from mxlstm.errors import DataError
 
 __all__ = [
@@ -65,6 +71,12 @@ class SequenceDataset(Dataset):
         channels = {s.shape[1] if s.ndim == 2 else -1 for s in self.sequences}
         if len(channels) > 1 or -1 in channels:
             raise ValueError(f"sequences must all be (T, C) with one C, got C in {channels}")
+        # The last guard of the validation layer: nothing infinite after the float32 cast
+        # (NaN may be a kept missing value, see load_ts(missing='nan')).
+        for i, seq in enumerate(self.sequences):
+            if np.isinf(seq).any():
+                raise DataError(f"infinite value in sequence {i} after the conversion to "
+                                f"float32", path=self.path)
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.int32 | np.float32, int]:
         return self.sequences[idx], self.labels[idx], int(self.lengths[idx])
@@ -112,8 +124,6 @@ def subset(dataset: SequenceDataset, indices: Sequence[int] | np.ndarray) -> Seq
                            dataset.label_names, dataset.path)
 
 
-def _integer_names(labels: np.ndarray) -> list[str]:
-    return [str(k) for k in range(int(labels.max(initial=-1)) + 1)]
 
 
 # --------------------------------------------------------------------------- digits
@@ -188,11 +198,12 @@ def load_idx(images_path: PathLike, labels_path: PathLike) -> SequenceDataset:
     Returns
     -------
     SequenceDataset
-        ``N`` items of shape ``(rows, cols)``; ``label_names`` ``'0'..str(max label)``.
+        ``N`` items of shape ``(rows, cols)``; ``label_names`` are the distinct labels in
+        ascending order (``labels`` index them).
     """
     images, labels = read_idx_pair(images_path, labels_path)
-    return SequenceDataset(list(images.astype(np.float32)), labels, _integer_names(labels),
-                           images_path)
+    ids, names = index_labels(labels, labels_path, "label")
+    return SequenceDataset(list(images.astype(np.float32)), ids, names, images_path)
 
 
 def load_npz(path: PathLike, x_key: str = "x", y_key: str = "y", lengths_key: str | None = None,
@@ -205,7 +216,9 @@ def load_npz(path: PathLike, x_key: str = "x", y_key: str = "y", lengths_key: st
         Array ``(N, T, C)``, ``(N, T)`` (one channel) or an object array of ``(T_i, C)``.
     y_key : str
         Labels ``(N,)``: integer classes or float targets. An optional ``label_names``
-        array of strings names the classes (default ``'0'..str(max label)``).
+        array of strings names the classes (``y`` then indexes it); without one, integer
+        (or boolean) labels become classes named by their distinct values in ascending
+        order, and ``labels`` index those names (one label ``2e9`` is one class).
     lengths_key : str, optional
         Array ``(N,)`` of valid lengths; item ``i`` keeps steps ``[:lengths[i]]``.
     allow_pickle : bool
@@ -213,7 +226,10 @@ def load_npz(path: PathLike, x_key: str = "x", y_key: str = "y", lengths_key: st
     """
     seqs, y, names = read_npz_arrays(path, x_key, y_key, lengths_key, allow_pickle)
     if names is None:
-        names = _integer_names(y) if y.dtype.kind in "iu" else []
+        if y.dtype.kind in "iub":
+            y, names = index_labels(y, path, y_key)
+        else:
+            names = []
     return SequenceDataset(seqs, y, names, path)
 
 
@@ -244,8 +260,9 @@ def load_csv_series(path: PathLike, has_header: bool | None = None,
     """Load a CSV with one univariate series per row: the values, then the label.
 
     Rows may differ in length. ``has_header=None`` treats the first row as a header when
-    its first field is not a number. Class names are the distinct labels, sorted
-    numerically when all are numbers, else as strings. Items are ``(T_i, 1)``.
+    its first field is not a number. Labels are written canonically (``1.0`` is ``1``, see
+    :func:`mxlstm.data.validate.canonical_label`); class names are the distinct labels,
+    sorted numerically when all are numbers, else as strings. Items are ``(T_i, 1)``.
     """
     text = "\n".join(read_lines(path))
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
@@ -264,14 +281,16 @@ def load_csv_series(path: PathLike, has_header: bool | None = None,
         if len(fields) < 2:
             raise DataError("need at least one value and a label", path, line)
         try:
-            seqs.append(np.array([float(f) for f in fields[:-1]])[:, None])
+            values = np.array([float(f) for f in fields[:-1]])
         except ValueError:
             col = next(i for i, f in enumerate(fields[:-1]) if not _is_number(f))
             raise DataError(f"non-numeric value '{fields[col]}'", path, line,
                             f"column {col + 1}") from None
-        if not np.isfinite(seqs[-1]).all():
+        if not np.isfinite(values).all():
             raise DataError("non-finite value", path, line)
-        labels.append(fields[-1].strip())
+        seqs.append(float32_checked(values, path, line)[:, None])
+        labels.append(canonical_label(fields[-1]))
+    check_label_kinds(labels, path, [n for n, _ in rows])
     names = sort_label_names(labels)
     index = {name: k for k, name in enumerate(names)}
     return SequenceDataset(seqs, np.array([index[v] for v in labels], np.int64), names, path)
@@ -327,7 +346,11 @@ class NormalizationStats:
             raise ValueError("cannot fit normalization statistics on an empty dataset")
         steps = np.concatenate(dataset.sequences, axis=0).astype(np.float64)
         count = int(np.isfinite(steps).all(axis=1).sum())
-        return cls(np.nanmean(steps, axis=0), np.nanstd(steps, axis=0), count)
+        mean, std = np.nanmean(steps, axis=0), np.nanstd(steps, axis=0)
+        for name, value in (("mean", mean), ("standard deviation", std)):
+            float32_checked(value, dataset.path, field="normalization",
+                            where=f"(the per-channel {name})", allow_nan=True)
+        return cls(mean, std, count)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Normalize ``x`` of shape ``(..., C)``, e.g. ``(T, C)`` or ``(N, T, C)``; float32."""

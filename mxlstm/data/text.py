@@ -23,6 +23,7 @@ from mxnet.gluon.data import Dataset
 
 from mxlstm.data.fileio import PathLike, embedded_path, read_lines, read_text, require_file
 from mxlstm.data.sources import sort_label_names
+from mxlstm.data.validate import canonical_label, check_label_kinds
 from mxlstm.errors import DataError
 
 UNK, PAD, EOS = "<unk>", "<pad>", "<eos>"
@@ -225,16 +226,46 @@ def _delimited_records(lines: list[str], fmt: str,
         start = reader.line_num + 1
 
 
+HEADER_MODES = ("auto", "true", "false")
+_HEADER_NAME = re.compile(r"[^\W\d][\w.-]{0,31}")
+
+
+def looks_like_header(first: list[str], later_labels: Iterable[str]) -> bool:
+    """The ``data.header=auto`` rule for a first row that does not name the fields.
+
+    It looks like a header when it has two or more cells, its text and label cells are both
+    short names (a letter, then up to 31 letters, digits, ``_``, ``.`` or ``-``: ``review``,
+    ``sentiment``, ``Label``; no spaces, not a number) and its label cell occurs nowhere
+    else in the label column.
+    """
+    if len(first) < 2:
+        return False
+    text, label = first[0].strip(), first[1].strip()
+    if not (_HEADER_NAME.fullmatch(text) and _HEADER_NAME.fullmatch(label)):
+        return False
+    return all(other.strip() != label for other in later_labels)
+
+
 def _column_indices(first: list[str], text_field: str, label_field: str, path: PathLike,
-                    line: int) -> tuple[int, int, bool]:
+                    line: int, header: str, later_labels: Iterable[str]
+                    ) -> tuple[int, int, bool]:
     """Return ``(text column, label column, has_header)`` from the first record."""
     names = [f.strip() for f in first]
-    if text_field in names or label_field in names:
+    if header == "false":
+        return 0, 1, False
+    if header == "true" or text_field in names or label_field in names:
         for field in (text_field, label_field):
             if field not in names:
-                raise DataError(f"missing column '{field}' (header has: {', '.join(names)})",
-                                path, line, field)
+                raise DataError(f"missing column '{field}' (header has: {', '.join(names)}; "
+                                f"set data.{'text' if field == text_field else 'label'}"
+                                f"_field to one of them)", path, line, field)
         return names.index(text_field), names.index(label_field), True
+    if looks_like_header(first, later_labels):
+        shown = ", ".join(repr(n) for n in names)
+        raise DataError(f"the first row ({shown}) looks like a header but does not name "
+                        f"data.text_field={text_field!r} / data.label_field={label_field!r}: "
+                        f"set data.text_field={names[0]} data.label_field={names[1]}, or "
+                        f"data.header=false if it is data", path, line)
     if (text_field, label_field) != ("text", "label"):
         raise DataError(f"missing column '{text_field}': no header row naming the columns",
                         path, line, text_field)
@@ -242,13 +273,14 @@ def _column_indices(first: list[str], text_field: str, label_field: str, path: P
 
 
 def _delimited_rows(lines: list[str], fmt: str, text_field: str, label_field: str,
-                    path: PathLike) -> Iterator[tuple[int, str, str]]:
-    records = _delimited_records(lines, fmt, path)
-    first_line, first = next(records, (1, []))
+                    path: PathLike, header: str = "auto") -> Iterator[tuple[int, str, str]]:
+    records = list(_delimited_records(lines, fmt, path))
+    first_line, first = records[0] if records else (1, [])
+    later = (fields[1] for _, fields in records[1:] if len(fields) > 1)
     text_col, label_col, has_header = _column_indices(first, text_field, label_field, path,
-                                                      first_line)
+                                                      first_line, header, later)
     width = len(first) if has_header else 2
-    rows = records if has_header else _chain_first(first_line, first, records)
+    rows = records[1:] if has_header else records
     for line, fields in rows:
         if len(fields) != width:
             what = "columns as the header" if has_header else "columns (text, label)"
@@ -278,7 +310,10 @@ def _json_rows(lines: list[str], text_field: str, label_field: str,
                 raise DataError(f"missing column '{field}'", path, line, field)
             value = record[field]
             if field == label_field and isinstance(value, bool | int | float):
-                value = json.dumps(value)
+                try:
+                    value = canonical_label(value)
+                except ValueError:
+                    raise DataError(f"non-finite label {value}", path, line, field) from None
             if not isinstance(value, str):
                 raise DataError(f"expected a string, got {type(value).__name__}", path, line,
                                 field)
@@ -287,23 +322,35 @@ def _json_rows(lines: list[str], text_field: str, label_field: str,
 
 
 def load_text_classification(path: PathLike, text_field: str = "text",
-                             label_field: str = "label", fmt: str | None = None) -> TextDataset:
+                             label_field: str = "label", fmt: str | None = None,
+                             header: str = "auto") -> TextDataset:
     """Load a text classification file: TSV, CSV or JSON lines (``.gz`` allowed).
 
     The format comes from the extension (``.tsv``, ``.csv``, ``.jsonl``) unless ``fmt`` is
-    given. TSV / CSV files may start with a header row naming ``text_field`` and
-    ``label_field``; without one the columns are ``text, label``. Texts keep their
-    spelling; labels are strings.
+    given. TSV / CSV header rows (``header``, the key ``data.header``):
+
+    * ``'auto'``: the first row is a header when it names ``text_field`` or
+      ``label_field`` (then both must be there); a first row that does not name them but
+      :func:`looks_like_header` is refused with a message saying which keys to set;
+      otherwise there is no header and the columns are ``text, label``;
+    * ``'true'``: the first row is the header; both fields are looked up in it;
+    * ``'false'``: no header; column 1 is the text, column 2 the label.
+
+    Texts keep their spelling; labels are strings in their canonical form
+    (:func:`mxlstm.data.validate.canonical_label`: ``1``, ``1.0``, JSON ``1`` -> ``'1'``,
+    booleans -> ``'true'`` / ``'false'``); mixing booleans and numbers is refused.
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    if header not in HEADER_MODES:
+        raise ValueError(f"header must be one of {HEADER_MODES}, got {header!r}")
     require_file(path)
     fmt = fmt or _guess_format(path)
     lines = read_lines(path)
     if fmt == "jsonl":
         rows = _json_rows(lines, text_field, label_field, path)
     else:
-        rows = _delimited_rows(lines, fmt, text_field, label_field, path)
+        rows = _delimited_rows(lines, fmt, text_field, label_field, path, header)
     texts, labels, numbers = [], [], []
     for line, text, label in rows:
         if not text.strip():
@@ -311,10 +358,11 @@ def load_text_classification(path: PathLike, text_field: str = "text",
         if not label.strip():
             raise DataError("empty label", path, line, label_field)
         texts.append(text)
-        labels.append(label.strip())
+        labels.append(canonical_label(label))
         numbers.append(line)
     if not texts:
         raise DataError("no examples (only a header)", path=path)
+    check_label_kinds(labels, path, numbers, label_field)
     return TextDataset(texts, labels, path=path, lines=numbers)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mxlstm.data.fileio import PathLike, read_lines
+from mxlstm.data.validate import canonical_label, float32_checked
 from mxlstm.errors import DataError
 
 MISSING_POLICIES = ("error", "nan", "interpolate")
@@ -87,6 +88,7 @@ def _parse_header_line(header: TsHeader, text: str, path: PathLike, line: int) -
         setattr(header, _INT_TAGS[key], number)
     elif key == "classlabel":
         flag, *names = value.split()
+        names = [canonical_label(n) for n in names]  # '1.0' and '1' are one class
         if _parse_bool(flag, tag, path, line):
             if not names:
                 raise DataError("'@classLabel true' lists no labels", path, line, f"@{tag}")
@@ -135,6 +137,7 @@ def _parse_values(text: str, path: PathLike, line: int, dim: int) -> np.ndarray:
     if np.isinf(values).any():
         position = int(np.flatnonzero(np.isinf(values))[0]) + 1
         raise DataError(f"infinite value at position {position}", path, line, f"dimension {dim}")
+    float32_checked(values, path, line, f"dimension {dim}", allow_nan=True)
     return values
 
 
@@ -160,7 +163,7 @@ def _fill_missing(series: np.ndarray, policy: str, path: PathLike, line: int) ->
 
 
 def _parse_label(text: str, header: TsHeader, path: PathLike, line: int) -> int | float:
-    label = text.strip()
+    label = canonical_label(text)
     if header.class_labels is not None:
         try:
             return header.class_labels.index(label)
@@ -169,9 +172,11 @@ def _parse_label(text: str, header: TsHeader, path: PathLike, line: int) -> int 
             raise DataError(f"unknown class label '{label}' (@classLabel lists: {known})",
                             path, line, "class label") from None
     try:
-        return float(label)
+        target = float(label)
     except ValueError:
         raise DataError(f"non-numeric target '{label}'", path, line, "target") from None
+    float32_checked(np.float64(target), path, line, "target")
+    return target
 
 
 def _parse_data_line(text: str, data: TsData, n_dims: int | None, missing: str,

@@ -42,7 +42,10 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
     """Data loaders, model and objective for ``cfg.task``; ``shard = (rank, workers)``
     gives a distributed worker its part of the training data."""
-    return task_module(cfg.task).prepare(cfg, artefacts, shard)
+    from mxlstm.data.validate import input_limit
+
+    with input_limit(cfg.data.max_input_mb):  # every file read below is capped
+        return task_module(cfg.task).prepare(cfg, artefacts, shard)
 
 
 __all__ = ["TASKS", "Prepared", "default_config", "prepare", "task_module"]

@@ -24,6 +24,7 @@ from mxlstm.data.sources import (
     load_uea,
     stratified_split,
 )
+from mxlstm.data.validate import check_classes, index_labels
 from mxlstm.errors import ConfigError, DataError
 from mxlstm.tasks.base import Prepared, loaders, sequence_model
 from mxlstm.training.config import RunConfig
@@ -80,8 +81,10 @@ def _class_labels(data: SequenceDataset) -> SequenceDataset:
             raise DataError(f"label {bad:g} is not a class number (regression targets?); "
                             "tasks digits, vowels and uea classify series", path=data.path,
                             field="label")
-        labels = labels.astype(np.int64)
-        names = data.label_names or [str(k) for k in range(int(labels.max(initial=-1)) + 1)]
+        if data.label_names:
+            labels, names = labels.astype(np.int64), data.label_names
+        else:  # whole numbers as class names, indexed by their sorted distinct values
+            labels, names = index_labels(labels, data.path, "label")
         data = SequenceDataset(data.sequences, labels, names, data.path)
     if len(labels) and labels.min() < 0:
         raise DataError("series without class labels (a .ts file needs '@classLabel true "
@@ -126,8 +129,10 @@ def _align_labels(test: SequenceDataset, names: list[str]) -> SequenceDataset:
 def prepare(cfg: RunConfig, artefacts: dict | None = None,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
     train_all, test = _splits(cfg)
-    names = artefacts["label_names"] if artefacts else (
-        train_all.label_names or [str(k) for k in range(int(train_all.labels.max()) + 1)])
+    if not artefacts:  # one class, more classes than series, ...: refused before training
+        check_classes(train_all.labels, train_all.label_names, train_all.path or None,
+                      what="series")
+    names = artefacts["label_names"] if artefacts else train_all.label_names
     train_all = _align_labels(train_all, names)
     test = _align_labels(test, names)
     source = cfg.data.path or None

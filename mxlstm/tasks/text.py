@@ -23,6 +23,7 @@ from mxlstm.data.text import (
     standard_split,
     tokenize,
 )
+from mxlstm.data.validate import check_classes
 from mxlstm.errors import DataError
 from mxlstm.tasks.base import Prepared, loaders, sequence_model
 from mxlstm.training.config import RunConfig
@@ -37,15 +38,21 @@ PRESETS = {
 }
 
 
-def _load(cfg: RunConfig) -> tuple[TextDataset, TextDataset, TextDataset | None]:
-    """(train, valid, test) texts; valid is None when it must be carved from train."""
+def _load(cfg: RunConfig, training: bool = True
+          ) -> tuple[TextDataset, TextDataset, TextDataset | None]:
+    """(train, valid, test) texts; valid is None when it must be carved from train.
+    ``training``: refuse class sets that cannot be learnt (one class, a class per row)."""
     d = cfg.data
     if not d.path:
         full = load_movie_reviews()
     else:
-        full = load_text_classification(d.path, d.text_field, d.label_field)
+        full = load_text_classification(d.path, d.text_field, d.label_field,
+                                        header=d.header)
+        if training:
+            check_classes(full.label_ids, full.label_names, full.path, field=d.label_field)
         if d.test_path:
-            test = load_text_classification(d.test_path, d.text_field, d.label_field)
+            test = load_text_classification(d.test_path, d.text_field, d.label_field,
+                                            header=d.header)
             return full, None, test
     train_idx, dev_idx, test_idx = standard_split(len(full), seed=0)
     return full.subset(train_idx), full.subset(dev_idx), full.subset(test_idx)
@@ -73,7 +80,7 @@ def encode_texts(dataset: TextDataset, vocab, level: str, max_length: int,
 
 def prepare(cfg: RunConfig, artefacts: dict | None = None,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
-    train, valid, test = _load(cfg)
+    train, valid, test = _load(cfg, training=not artefacts)
     if valid is None and artefacts:  # evaluating: only the test split is used
         valid = train
     elif valid is None:

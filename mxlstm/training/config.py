@@ -32,6 +32,11 @@ class DataConfig:
                     "(JapaneseVowels, GunPoint, ItalyPowerDemand)")
     text_field: str = opt("text", "text column / JSON key (task 'text')")
     label_field: str = opt("label", "label column / JSON key (task 'text')")
+    header: str = opt("auto", "TSV/CSV header row: auto (the first row names the fields; "
+                      "a first row that only looks like a header is refused), true, false "
+                      "(columns text, label)", ("auto", "true", "false"))
+    max_input_mb: int = opt(1024, "largest input file in MB, on disk and decompressed "
+                            "(reading stops past it)")
     level: str = opt("word", "tokens: 'word' or 'char'", ("word", "char"))
     max_vocab: int = opt(20000, "largest vocabulary (most frequent training tokens)")
     min_freq: int = opt(1, "least count for a token to enter the vocabulary")
@@ -126,6 +131,7 @@ _AT_LEAST_ONE = {"data.max_vocab", "data.min_freq", "data.seq_length", "data.num
                  "data.num_eval", "data.copy_length", "data.bptt", "model.hidden_size",
                  "model.num_layers", "model.embed_size", "train.epochs", "train.batch_size",
                  "train.step_epochs", "train.eval_batch_size"}
+_AT_LEAST_ONE.add("data.max_input_mb")
 _AT_LEAST_ZERO = {"data.max_length", "data.num_buckets", "data.num_workers",
                   "model.input_projection", "model.cell_clip", "model.projection_size",
                   "train.lr", "train.weight_decay", "train.warmup_steps", "train.clip_norm",

@@ -71,11 +71,18 @@ class _LossMixin:
         return self._loss_sum / self._loss_count if self._loss_count else _NAN
 
 
-class ClassificationMetrics(_LossMixin):
-    """Accuracy, macro F1 and the confusion matrix of a K-class classifier.
+CONFUSION_MAX_CLASSES = 50
 
-    Accuracy is computed from the confusion matrix (trace / total); the tests check it
-    against ``mx.metric.Accuracy``.  Macro F1 is the mean over classes of
+
+class ClassificationMetrics(_LossMixin):
+    """Accuracy, macro F1 and (for K <= 50) the confusion matrix of a K-class classifier.
+
+    Memory is O(K): per-class counts of true labels, predictions and hits. The K x K
+    confusion matrix is kept (``self.confusion``) and reported only when
+    ``K <= CONFUSION_MAX_CLASSES`` (50); for more classes ``self.confusion`` is None and
+    ``result()`` has no ``confusion`` key (10,000 classes would make it 800 MB in memory
+    and a gigabyte of JSON). Accuracy is hits / total; the tests check it against
+    ``mx.metric.Accuracy``.  Macro F1 is the mean over classes of
     ``F1 = 2 TP / (2 TP + FP + FN)``; classes never present and never predicted (``0/0``)
     are left out of the mean, not counted as 0 or 1.
 
@@ -99,7 +106,12 @@ class ClassificationMetrics(_LossMixin):
 
     def reset(self) -> None:
         """Forget everything seen so far."""
-        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+        k = self.num_classes
+        self.confusion = (np.zeros((k, k), dtype=np.int64) if k <= CONFUSION_MAX_CLASSES
+                          else None)
+        self._true = np.zeros(k, dtype=np.int64)
+        self._pred = np.zeros(k, dtype=np.int64)
+        self._hits = np.zeros(k, dtype=np.int64)
         self._loss_sum, self._loss_count = 0.0, 0.0
 
     def update(self, labels, logits, mask=None) -> None:
@@ -121,21 +133,25 @@ class ClassificationMetrics(_LossMixin):
         k = self.num_classes
         true = _int_labels(labels, k)
         pred = logits.argmax(axis=-1)
-        self.confusion += np.bincount(true * k + pred, minlength=k * k).reshape(k, k)
+        self._true += np.bincount(true, minlength=k)
+        self._pred += np.bincount(pred, minlength=k)
+        self._hits += np.bincount(true[true == pred], minlength=k)
+        if self.confusion is not None:
+            self.confusion += np.bincount(true * k + pred, minlength=k * k).reshape(k, k)
 
     def result(self) -> dict:
-        """``loss`` (if given), ``accuracy``, ``macro_f1``, ``count`` and ``confusion``
-        (list of lists, rows = true class, columns = predicted class)."""
-        c = self.confusion
-        total = int(c.sum())
-        tp = np.diag(c).astype(np.float64)
-        denom = c.sum(axis=0) + c.sum(axis=1)  # 2 TP + FP + FN
+        """``loss`` (if given), ``accuracy``, ``macro_f1``, ``count`` and, for K <= 50,
+        ``confusion`` (list of lists, rows = true class, columns = predicted class)."""
+        total = int(self._true.sum())
+        tp = self._hits.astype(np.float64)
+        denom = self._pred + self._true  # 2 TP + FP + FN
         active = denom > 0
         out: dict = {"loss": self._loss()} if self._loss_count else {}
         out["accuracy"] = float(tp.sum() / total) if total else _NAN
         out["macro_f1"] = float(np.mean(2 * tp[active] / denom[active])) if active.any() else _NAN
         out["count"] = total
-        out["confusion"] = c.tolist()
+        if self.confusion is not None:
+            out["confusion"] = self.confusion.tolist()
         return out
 
 

@@ -245,7 +245,8 @@ def test_idx_roundtrip_plain_and_gz(tmp_path):
     ds = S.load_idx(img, lab)
     assert len(ds) == 2 and ds[1][0].shape == (3, 4) and ds[1][0].dtype == np.float32
     np.testing.assert_array_equal(ds[1][0], images[1])
-    assert ds.labels.tolist() == [3, 1] and ds.label_names == ["0", "1", "2", "3"]
+    # classes are the distinct labels in ascending order (no empty classes 0 and 2)
+    assert ds.labels.tolist() == [1, 0] and ds.label_names == ["1", "3"]
 
 
 def test_idx_errors(tmp_path):
