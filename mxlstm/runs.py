@@ -23,6 +23,7 @@ import numpy as np
 
 from mxlstm import __version__, tasks
 from mxlstm.errors import ConfigError, ModelFileError, TrainingError
+from mxlstm.launch import announce_rank
 from mxlstm.models import count_parameters
 from mxlstm.training.checkpoint import find_checkpoint, load_checkpoint, write_atomic
 from mxlstm.training.config import RunConfig, config_from_dict
@@ -108,6 +109,7 @@ def _kvstore(cfg: RunConfig):
         raise ConfigError(f"train.kvstore={name}: cannot join the parameter-server job "
                           f"(start workers with 'mxlstm launch'): {str(err).splitlines()[0]}") \
             from None
+    announce_rank(kv.rank)  # so that `mxlstm launch` labels this worker's lines by rank
     return kv, (kv.rank, kv.num_workers)
 
 

@@ -31,6 +31,7 @@ from mxlstm.training.checkpoint import (
     save_checkpoint,
 )
 from mxlstm.training.config import TrainConfig
+from mxlstm.training.consensus import agree_on_start, resume_epoch
 from mxlstm.training.log import MetricsLog
 from mxlstm.training.metrics import is_better
 from mxlstm.training.objectives import Objective
@@ -184,6 +185,9 @@ class Fitter:
         self.make_trainer(steps_per_epoch)
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                  "bad_epochs": 0, "history": []}
+        # dist workers must start from one epoch; checked before load_states initialises
+        # the Trainer's kvstore, so every worker runs the same kvstore operations in order
+        agree_on_start(self.kvstore, resume_epoch(self.run_dir) if resume else 0)
         if resume:
             path = find_checkpoint(self.run_dir, "latest")
             if path is None:
