@@ -13,9 +13,10 @@ Watchdogs, so that no job hangs for ever: a worker that fails stops the job; onc
 worker has finished, the others get ``finish_grace`` seconds; when no worker has used any
 CPU for ``stall_timeout`` seconds (all waiting for each other), the job is stopped.
 
-An ``mxlstm train`` worker prints :data:`RANK_LINE` with its kvstore rank as soon as it
-has joined the job; from then on its lines are labelled ``[worker <rank>]`` (before that,
-and for commands that never say, ``[worker #<start order>]``).
+An ``mxlstm train`` worker prints :data:`RANK_LINE` with its kvstore rank on stdout and
+stderr as soon as it has joined the job; from then on the lines of that stream are
+labelled ``[worker <rank>]`` (before that, and for commands that never say,
+``[worker #<start order>]``).
 """
 
 from __future__ import annotations
@@ -110,9 +111,11 @@ def free_port(host: str = HOST) -> int:
 
 
 def announce_rank(rank: int) -> None:
-    """Tell the launcher (if this process is one of its workers) this worker's rank."""
+    """Tell the launcher (if this process is one of its workers) this worker's rank, on
+    stdout and on stderr: each stream's lines after it are labelled with the rank."""
     if os.environ.get(JOB_ENV):
-        print(f"{RANK_LINE}{rank}", file=sys.stderr, flush=True)
+        for stream in (sys.stdout, sys.stderr):
+            print(f"{RANK_LINE}{rank}", file=stream, flush=True)
 
 
 def check_port(port: int, host: str = HOST) -> None:
@@ -139,7 +142,9 @@ def _cpu_ticks(pid: int) -> int:
 
 
 class _Label:
-    """The prefix of a process's relayed lines; a worker's changes once its rank is known."""
+    """The prefix of the relayed lines of one stream of a process; a worker's changes when
+    the stream says its rank (the order of lines within one stream is kept, across the
+    two streams it is not)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -233,7 +238,7 @@ class Launcher:
         self.port = port or free_port()
         self.job = f"{os.getpid()}-{secrets.token_hex(8)}"
         self.pids: list[int] = []
-        self.labels: list[_Label] = []  # of the workers, in start order
+        self.labels: list[tuple[_Label, _Label]] = []  # workers' (stdout, stderr) labels
         self._watcher: subprocess.Popen | None = None
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._readers: list[threading.Thread] = []
@@ -269,8 +274,8 @@ class Launcher:
             self._watcher.wait()
 
     def _start(self, name: str, role: str, command: list[str],
-               label: _Label | None = None) -> subprocess.Popen:
-        label = label or _Label(f"[{name}] ")
+               labels: tuple[_Label, _Label] | None = None) -> subprocess.Popen:
+        labels = labels or (_Label(f"[{name}] "), _Label(f"[{name}] "))
         try:
             proc = subprocess.Popen(command, env=self._env(role), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -279,7 +284,8 @@ class Launcher:
             raise MxlstmError(f"launch: cannot start {command[0]}: {err.strerror}") from None
         self.pids.append(proc.pid)
         self._procs.append((name, proc))
-        for stream, sink in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+        for stream, sink, label in ((proc.stdout, "stdout", labels[0]),
+                                    (proc.stderr, "stderr", labels[1])):
             reader = threading.Thread(target=self._relay, args=(label, stream, sink),
                                       daemon=True)
             reader.start()
@@ -297,7 +303,8 @@ class Launcher:
                 with self._lock:
                     old, label.rank = label.text, int(text[len(RANK_LINE):])
                     label.text = f"[worker {label.rank}] "
-                    log.info("launch: %s has rank %d", old.strip(" []"), label.rank)
+                    if sink == "stderr":
+                        log.info("launch: %s has rank %d", old.strip(" []"), label.rank)
                 continue
             if "\r" in text:
                 parts = [part for part in text.split("\r") if part.strip()]
@@ -360,7 +367,8 @@ class Launcher:
 
     def _name(self, k: int) -> str:
         """Worker ``k`` (start order) as the log calls it: by rank once that is known."""
-        rank = self.labels[k].rank
+        rank = self.labels[k][1].rank if self.labels[k][1].rank is not None \
+            else self.labels[k][0].rank
         return f"worker {rank}" if rank is not None else f"worker #{k}"
 
     def _run(self) -> int:
@@ -371,7 +379,8 @@ class Launcher:
         services = [self._start("scheduler", "scheduler", serve)]
         services += [self._start(f"server {k}", "server", serve)
                      for k in range(self.num_servers)]
-        self.labels = [_Label(f"[worker #{k}] ") for k in range(self.num_workers)]
+        self.labels = [(_Label(f"[worker #{k}] "), _Label(f"[worker #{k}] "))
+                       for k in range(self.num_workers)]
         workers = [self._start(f"worker #{k}", "worker", self.command, self.labels[k])
                    for k in range(self.num_workers)]
         deadline = None if self.timeout is None else time.monotonic() + self.timeout

@@ -252,12 +252,16 @@ def test_resume_from_different_epochs_stops_every_worker_with_one_line(tmp_path,
 
 def test_labels_are_the_ranks_the_workers_report(capsys):
     # ps-lite gives ranks by its own order; each worker says its rank and prints it
-    script = ("import mxnet as mx\nfrom mxlstm.launch import announce_rank\n"
+    script = ("import sys, mxnet as mx\nfrom mxlstm.launch import announce_rank\n"
               "kv = mx.kv.create('dist_sync'); announce_rank(kv.rank)\n"
-              "print('my rank is', kv.rank, flush=True)")
+              "print('my rank is', kv.rank, flush=True)\n"
+              "print('my rank is', kv.rank, file=sys.stderr, flush=True)")
     assert main(["launch", "-n", "3", "--timeout", "60", "--", PY, "-c", script]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "my rank is" in line]
-    assert sorted(lines) == [f"[worker {r}] my rank is {r}" for r in range(3)]
+    printed = capsys.readouterr()
+    for text in (printed.out, printed.err):
+        lines = [line for line in text.splitlines() if "my rank is" in line]
+        assert sorted(lines) == [f"[worker {r}] my rank is {r}" for r in range(3)]
+    assert "mxlstm launch: worker rank" not in printed.out + printed.err
 
 
 def test_a_worker_that_finishes_alone_does_not_hang_the_job(tmp_path, caplog, launchers):
