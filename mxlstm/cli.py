@@ -135,7 +135,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else \
         args.worker_command
     return launch(args.num_workers, args.num_servers, command, port=args.port,
-                  timeout=args.timeout)
+                  timeout=args.timeout, finish_grace=args.finish_grace,
+                  stall_timeout=args.stall_timeout or None)
 
 
 def _positive_int(text: str) -> int:
@@ -204,12 +205,19 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="run a command as the workers of a local "
                        "parameter-server job (kvstore dist_sync)",
                        usage="mxlstm launch [-n N] [-s S] [--port P] [--timeout SEC] "
+                             "[--finish-grace SEC] [--stall-timeout SEC] "
                              "-- mxlstm train ...")
     p.add_argument("-n", "--num-workers", type=int, default=2, help="workers (default 2)")
     p.add_argument("-s", "--num-servers", type=int, default=1, help="servers (default 1)")
     p.add_argument("--port", type=int, help="scheduler port on 127.0.0.1 (default: free)")
     p.add_argument("--timeout", type=float, metavar="SEC",
-                   help="stop the whole job after SEC seconds")
+                   help="stop the whole job after SEC seconds (default: no limit)")
+    p.add_argument("--finish-grace", type=float, metavar="SEC", default=60.0,
+                   help="once a worker has finished, stop the job if the others are still "
+                        "running after SEC seconds (default 60)")
+    p.add_argument("--stall-timeout", type=float, metavar="SEC", default=600.0,
+                   help="stop the job when no worker has used any CPU for SEC seconds "
+                        "(default 600; 0: never)")
     p.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                    help="the command every worker runs")
     p.set_defaults(func=cmd_launch)

@@ -12,7 +12,6 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -31,8 +30,14 @@ from mxlstm.errors import (
     TrainingError,
     error_reason,
 )
+from mxlstm.launch import announce_rank
 from mxlstm.models import count_parameters
-from mxlstm.training.checkpoint import find_checkpoint, load_checkpoint, write_atomic
+from mxlstm.training.checkpoint import (
+    checkpoint_epoch,
+    find_checkpoint,
+    load_checkpoint,
+    write_atomic,
+)
 from mxlstm.training.config import RunConfig, apply_overrides, config_from_dict
 from mxlstm.training.log import plot_confusion, plot_curves, setup_logging, write_report
 from mxlstm.training.rundir import (
@@ -110,19 +115,10 @@ def resume_config(out: Path, cfg: RunConfig, explicit: list[tuple[dict, str]] | 
         raise ConfigError(f"{out}: --resume continues the run as it was configured; these "
                           f"keys differ from its config.json: {shown}{hint}")
     if extend_epochs:
-        epochs = max(old.train.epochs, _epochs_done(out)) + extend_epochs
+        done = checkpoint_epoch(find_checkpoint(out, "latest"))
+        epochs = max(old.train.epochs, done) + extend_epochs
         cfg = apply_overrides(cfg, {"train.epochs": epochs}, "--extend-epochs")
     return cfg
-
-
-def _epochs_done(out: Path) -> int:
-    """Epochs of the latest valid checkpoint (0 without one)."""
-    found = find_checkpoint(out, "latest")
-    if found is None:
-        return 0
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return int(json.loads((found / "state.json").read_text("utf-8"))["epoch"])
-    return 0
 
 
 def _check_writable(out: Path) -> None:
@@ -177,6 +173,7 @@ def _kvstore(cfg: RunConfig):
         raise ConfigError(f"train.kvstore={name}: cannot join the parameter-server job "
                           f"(start workers with 'mxlstm launch'): {error_reason(err)}") \
             from None
+    announce_rank(kv.rank)  # so that `mxlstm launch` labels this worker's lines by rank
     return kv, (kv.rank, kv.num_workers)
 
 

@@ -392,6 +392,17 @@ def find_checkpoint(run_dir: PathLike, tag: str = "latest") -> Path | None:
     return first_valid(sorted(cands, key=_step_key, reverse=True))
 
 
+def checkpoint_epoch(path: PathLike | None) -> int:
+    """The epochs done by checkpoint dir ``path`` (0 for None or an unreadable state; loading
+    it reports the problem)."""
+    if path is None:
+        return 0
+    try:
+        return int(json.loads((Path(path) / STATE_FILE).read_text("utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def load_checkpoint(path: PathLike, model, trainer, ctx=None) -> dict:
     """Validate checkpoint dir ``path``, load it into ``model`` and ``trainer`` (unless None)
     and return its state dict.  ``ctx`` (an ``mx.Context`` or a list) defaults to the model's

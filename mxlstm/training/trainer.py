@@ -25,12 +25,14 @@ from tqdm import tqdm
 from mxlstm.data.batching import to_context
 from mxlstm.errors import ConfigError, TrainingError, error_reason
 from mxlstm.training.checkpoint import (
+    checkpoint_epoch,
     find_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
 from mxlstm.training.config import TrainConfig
+from mxlstm.training.consensus import agree_on_start
 from mxlstm.training.log import MetricsLog
 from mxlstm.training.metrics import is_better
 from mxlstm.training.objectives import Objective
@@ -204,6 +206,10 @@ class Fitter:
         self.make_trainer(steps_per_epoch)
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                  "bad_epochs": 0, "history": [], "stopped_early": False}
+        # dist workers must start from one epoch; checked before the checkpoint's optimizer
+        # state initialises the Trainer's kvstore, so every worker runs the same kvstore
+        # operations in the same order
+        agree_on_start(self.kvstore, 0 if start is None else checkpoint_epoch(start))
         if start is not None:
             state = load_checkpoint(start, self.model, self.trainer, ctx=self.contexts)
             state.setdefault("stopped_early", False)
