@@ -112,19 +112,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mxlstm.deploy.predictor import ModelFilesError, Predictor, PredictorError, read_inputs
+    from mxlstm.deploy.predictor import (
+        ModelFilesError,
+        Predictor,
+        PredictorError,
+        predict_file,
+        read_options,
+    )
     from mxlstm.errors import DataError, ModelFileError
 
     try:
-        predictor = Predictor(args.model)
-        items = read_inputs(args.input, predictor.meta)
-        answers = predictor.predict([item for _, item in items], top_k=args.top_k)
+        answers = predict_file(Predictor(args.model), args.input, args.top_k,
+                               **read_options(args))
     except ModelFilesError as err:
         raise ModelFileError(str(err)) from None
     except PredictorError as err:
         raise DataError(str(err)) from None
-    for (number, _), answer in zip(items, answers):
-        print(json.dumps({"line": number, **answer}, ensure_ascii=False))
+    for answer in answers:
+        print(json.dumps(answer, ensure_ascii=False))
     return 0
 
 
@@ -195,11 +200,25 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="predict raw inputs with an exported model")
-    p.add_argument("--model", required=True, metavar="PREFIX", help="export prefix")
+    p.add_argument("--model", required=True, metavar="PREFIX",
+                   help="export prefix (mxlstm export --out PREFIX), not a run directory")
     p.add_argument("--input", required=True, metavar="FILE",
-                   help="one text per line; numeric models: .ts, CSV (one series a line) "
-                        "or .npy (N, T, C)")
-    p.add_argument("--top-k", type=int, default=5, help="language models: tokens shown")
+                   help="'-' for standard input; text models: one text per line, .tsv, "
+                        ".csv, .jsonl; numeric models: .npy, .npz, .ts, CSV series (label "
+                        "column optional), IDX images")
+    # the options of the standalone predictor (predictor_inputs.add_input_options), here
+    # without importing mxlstm.deploy (MXNet) just to build the parser
+    p.add_argument("--top-k", type=int, metavar="K",
+                   help="the K most probable labels (classifiers) or next tokens (language "
+                        "models), 1..classes; default 5, or all if fewer")
+    p.add_argument("--format", choices=("npy", "npz", "ts", "idx", "csv", "tsv", "jsonl",
+                                        "lines"),
+                   help="input format (default: from the file name; sniffed on stdin)")
+    p.add_argument("--label-column", choices=("auto", "yes", "no"), default="auto",
+                   help="CSV series: whether the last value of a row is its label "
+                        "(default: detected from the export, refused when ambiguous)")
+    p.add_argument("--max-input-mb", type=float, default=256.0, metavar="MB",
+                   help="refuse larger input files (default %(default)g)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("launch", help="run a command as the workers of a local "

@@ -253,8 +253,10 @@ def _outputs(kind: str, states: list[dict], streaming: bool, per_step: bool) -> 
 
 
 def describe(meta: dict, cfg, input_names: list[str], states: list[dict], streaming: bool,
-             per_step: bool, fixed_length: int | None = None) -> dict:
-    """The sidecar ``PREFIX-meta.json`` (without fingerprint and verification)."""
+             per_step: bool, fixed_length: int | None = None,
+             series_lengths: list[int] | None = None) -> dict:
+    """The sidecar ``PREFIX-meta.json`` (without fingerprint and verification);
+    ``series_lengths``: ``[shortest, longest]`` of the run's evaluation series."""
     spec = meta["input"]
     tokens = spec["type"] == "tokens"
     vocab = json.loads(meta["files"]["vocab.json"])["idx_to_token"] \
@@ -271,6 +273,7 @@ def describe(meta: dict, cfg, input_names: list[str], states: list[dict], stream
             "vocab_size": spec.get("vocab_size"), "lengths": "valid_length" in input_names,
             "max_train_length": None if tokens else spec.get("max_length"),
             "sequence_length": meta.get("sequence_length"), "fixed_length": fixed_length,
+            "series_lengths": None if tokens else series_lengths,
             "states": states,
         },
         "preprocessing": {
@@ -334,7 +337,8 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
     _rename_inputs(symbol_file, names)
     folded = fold_packed_weights(symbol_file, params_file, names)
     per_step = getattr(prepared.model, "per_step", False)
-    sidecar = describe(meta, cfg, names, states, streaming, per_step, length)
+    observed = None if meta["input"]["type"] == "tokens" else list(data_length(prepared)[1:])
+    sidecar = describe(meta, cfg, names, states, streaming, per_step, length, observed)
     sidecar["source"] = {"run": Path(model_dir).resolve().name, "tag": tag}  # no local path
     sidecar["graph"] = {"packed_rnn_weights": folded}
     stream_diff = None

@@ -1,19 +1,23 @@
 """Standalone predictor for models exported by ``mxlstm export``.
 
-This file imports only the standard library, numpy and mxnet: copy it next to the three
-exported files and run it on a machine without mxlstm::
+This file and its sibling ``predictor_inputs.py`` import only the standard library, numpy
+and mxnet: copy both next to the three exported files and run them on a machine without
+mxlstm::
 
     PREFIX-symbol.json   the graph          (MXNet HybridBlock.export)
     PREFIX-0000.params   the weights
     PREFIX-meta.json     inputs, preprocessing, labels, outputs, fingerprint
 
-    python predictor.py PREFIX INPUT_FILE [--top-k 5]     # one JSON line per input
+    python predictor.py PREFIX INPUT [--top-k K] [--format F]   # one JSON line per input
+    python predictor.py PREFIX - < rows.npy                      # '-': standard input
 
 In Python::
 
     p = Predictor("out/digits")
-    p.predict([rows_a, rows_b])     # raw inputs -> [{'label': ..., 'probabilities': ...}]
+    p.predict([rows_a, rows_b])     # raw inputs -> [{'label', 'probabilities', 'top_k'}]
     p.predict_one("a fine film")    # text models take strings
+    predict_file(p, "reviews.tsv")  # every input format of ``mxlstm train`` (see
+                                    # predictor_inputs.py), with the line of each answer
 
 Raw inputs: a string (text models; numeric models: one ``.ts`` data line or one CSV line
 of a univariate series), a list of float rows or a numpy array ``(T, C)``, or token ids.
@@ -36,23 +40,44 @@ from functools import lru_cache
 import mxnet as mx
 import numpy as np
 
-FORMAT = "mxlstm-export"
-FORMAT_VERSION = 1
-WORD_RULE = "mxlstm-word-v1"
-CHAR_RULE = "chars"
+try:  # inside the mxlstm package, or copied beside this file (see the module docstring)
+    from .predictor_inputs import (
+        CHAR_RULE,
+        FORMAT,
+        FORMAT_VERSION,
+        WORD_RULE,
+        InputError,
+        Inputs,
+        ModelFilesError,
+        PredictorError,
+        add_input_options,
+        parse_series_line,
+        read_inputs,
+        read_options,
+        validate_meta,
+    )
+except ImportError:
+    from predictor_inputs import (  # noqa: I001
+        CHAR_RULE,
+        FORMAT,
+        FORMAT_VERSION,
+        WORD_RULE,
+        InputError,
+        Inputs,
+        ModelFilesError,
+        PredictorError,
+        add_input_options,
+        parse_series_line,
+        read_inputs,
+        read_options,
+        validate_meta,
+    )
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CHAR_RULE", "WORD_RULE",
+           "Predictor", "PredictorError", "ModelFilesError", "InputError", "Inputs",
+           "read_inputs", "parse_series_line", "validate_meta", "predict_file", "tokenize"]
+
 STD_FLOOR = 1e-8
-
-
-class PredictorError(ValueError):
-    """Unusable model files or raw input; the message says which and why."""
-
-
-class ModelFilesError(PredictorError):
-    """Missing, damaged or mismatched exported files."""
-
-
-class InputError(PredictorError):
-    """Raw input the model cannot take (empty text, wrong feature count, non-numeric ...)."""
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -87,96 +112,6 @@ def tokenize(text: str, rule: str = WORD_RULE) -> list[str]:
     return _word_pattern().findall(unicodedata.normalize("NFC", text).lower())
 
 
-# ----------------------------------------------------------------------------- numbers
-def _numbers(text: str, where: str) -> np.ndarray:
-    """Comma-separated floats; ``?``/``nan`` become NaN (filled later)."""
-    values = []
-    for position, token in enumerate(text.split(","), start=1):
-        token = token.strip()
-        try:
-            values.append(np.nan if token == "?" else float(token))
-        except ValueError:
-            what = "empty value" if not token else f"non-numeric value {token!r}"
-            raise InputError(f"{where}{what} at position {position}") from None
-    array = np.array(values, dtype=np.float64)
-    if np.isinf(array).any():
-        raise InputError(f"{where}infinite value")
-    return array
-
-
-def _fill_missing(series: np.ndarray, where: str) -> np.ndarray:
-    """Linear interpolation of NaNs along time; edges take the nearest observed value."""
-    for c in range(series.shape[1]):
-        column = series[:, c]
-        bad = np.isnan(column)
-        if bad.all():
-            raise InputError(f"{where}channel {c + 1}: all values missing")
-        if bad.any():
-            steps = np.arange(len(column))
-            column[bad] = np.interp(steps[bad], steps[~bad], column[~bad])
-    return series
-
-
-def parse_series_line(line: str, channels: int, where: str = "") -> np.ndarray:
-    """One ``.ts`` data line (channels split by ``:``, an optional trailing label) or one
-    CSV line of a univariate series -> ``(T, C)`` float64."""
-    fields = line.strip().split(":")
-    if len(fields) == channels + 1:
-        fields = fields[:-1]  # the label of a labelled .ts line
-    if len(fields) != channels:
-        hint = " (separate channels with ':' as in .ts, or give .npy (N, T, C))" \
-            if len(fields) == 1 else ""
-        raise InputError(f"{where}found {len(fields)} channel(s), the model expects "
-                         f"{channels}{hint}")
-    columns = [_numbers(f, where + (f"channel {k + 1}: " if channels > 1 else ""))
-               for k, f in enumerate(fields)]
-    if len({len(c) for c in columns}) > 1:
-        raise InputError(f"{where}channels have different lengths "
-                         f"{[len(c) for c in columns]}")
-    return _fill_missing(np.stack(columns, axis=1), where)
-
-
-def read_inputs(path: str, meta: dict) -> list[tuple[int, object]]:
-    """Raw inputs of a file as ``(line or row number, item)``: one text per line (text
-    models), ``.npy`` ``(N, T, C)``, ``.ts`` (after ``@data``) or one series per line."""
-    text_model = meta["input"]["type"] == "tokens"
-    if path.lower().endswith(".npy"):
-        if text_model:
-            raise InputError(f"{path}: a text model takes one text per line, not .npy")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise InputError(f"{path}: cannot read .npy ({err})") from None
-        if array.ndim == 2 and meta["input"]["features"] == 1:
-            array = array[:, :, None]
-        if array.ndim != 3:
-            raise InputError(f"{path}: expected an array (N, T, C), got shape {array.shape}")
-        return [(k + 1, array[k]) for k in range(len(array))]
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-    items, in_header = [], path.lower().endswith(".ts")
-    if in_header and not any(x.strip().lower().startswith("@data") for x in lines):
-        in_header = False  # bare data lines
-    for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if in_header:
-            in_header = not stripped.lower().startswith("@data")
-            continue
-        if not stripped or (not text_model and stripped.startswith("#")):
-            continue
-        if text_model:
-            items.append((number, line))
-        else:
-            channels = meta["input"]["features"]
-            items.append((number, parse_series_line(stripped, channels, f"{path}:{number}: ")))
-    if not items:
-        raise InputError(f"{path}: no inputs")
-    return items
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -191,6 +126,7 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+# ----------------------------------------------------------------------------- predictor
 # ----------------------------------------------------------------------------- predictor
 class Predictor:
     """Raw input -> answer with an exported model (no mxlstm needed).
@@ -209,22 +145,22 @@ class Predictor:
         self.prefix = os.fspath(prefix)
         self.ctx = ctx or mx.cpu()
         self.max_batch = max_batch
+        if os.path.isfile(os.path.join(self.prefix, "config.json")) and \
+                os.path.isdir(os.path.join(self.prefix, "checkpoints")):
+            raise ModelFilesError(f"{self.prefix} is a training run, not an export: run "
+                                  f"`mxlstm export --model {self.prefix} --out PREFIX` first")
         files = [self.prefix + s for s in ("-symbol.json", "-0000.params", "-meta.json")]
         missing = [f for f in files if not os.path.isfile(f)]
         if missing:
             raise ModelFilesError(f"missing exported file(s): {', '.join(missing)}")
         try:
             with open(files[2], encoding="utf-8") as f:
-                self.meta = json.load(f)
+                self.meta = validate_meta(json.load(f), files[2])
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ModelFilesError(f"{files[2]}: damaged meta.json ({err})") from None
-        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
-            raise ModelFilesError(f"{files[2]}: not an mxlstm export meta.json")
-        if self.meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ModelFilesError(f"{files[2]}: format version {self.meta['format_version']} "
-                                  f"is newer than this predictor ({FORMAT_VERSION})")
-        expected = self.meta.get("fingerprint", {}).get("params_sha256")
-        if expected != _sha256(files[1]):
+        except OSError as err:
+            raise ModelFilesError(f"{files[2]}: cannot read ({err.strerror or err})") from None
+        if self.meta["fingerprint"]["params_sha256"] != _sha256(files[1]):
             raise ModelFilesError(f"{files[2]} does not belong to {files[1]} (params sha256 "
                                   f"differs from the fingerprint): a meta.json of another "
                                   f"model?")
@@ -246,11 +182,55 @@ class Predictor:
             try:
                 self.block = mx.gluon.SymbolBlock.imports(files[0], self.input_names, files[1],
                                                           ctx=self.ctx)
-            except (mx.MXNetError, ValueError, AssertionError) as err:
+                self.output_size = self._output_size(files[0])
+            except (mx.MXNetError, ValueError, AssertionError, KeyError, TypeError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
                 raise ModelFilesError(f"{self.prefix}: cannot load the graph ({first})") \
                     from None
+        self._check_outputs(files[2])
         self.block.hybridize(static_alloc=True, static_shape=True)
+
+    def _output_size(self, symbol_file: str) -> int:
+        """Size of the last axis of the graph's first output (classes, vocabulary, values),
+        by shape inference on a batch of one."""
+        spec = self.meta["input"]
+        steps = self.fixed_length or 2
+        shapes = {"data": (1, steps) if self._is_text else (1, steps, spec["features"]),
+                  "valid_length": (1,)}
+        shapes.update({s["name"]: tuple(1 if d == "N" else d for d in s["shape"])
+                       for s in self.states})
+        _, outs, _ = mx.sym.load(symbol_file).infer_shape(
+            **{n: shapes[n] for n in self.input_names})
+        return int(outs[0][-1])
+
+    def _check_outputs(self, meta_file: str) -> None:
+        if self.kind in ("sequence_classification", "text_classification", "tagging"):
+            field, have = "label_names", len(self.labels)
+        elif self.kind == "language_model":
+            field, have = "preprocessing.idx_to_token", len(self._vocab)
+        else:
+            return
+        if have != self.output_size:
+            raise ModelFilesError(f"{meta_file}: field {field}: {have} names, but the graph "
+                                  f"has {self.output_size} outputs")
+
+    def resolve_top_k(self, top_k: int | None, option: str = "top_k") -> int | None:
+        """``top_k`` checked against the model: 1..classes (classifiers) or 1..vocabulary
+        (language models); None -> 5, or all of them when there are fewer."""
+        ranked = {"sequence_classification": "labels", "text_classification": "labels",
+                  "language_model": "tokens"}.get(self.kind)
+        if ranked is None:
+            if top_k is None:
+                return None
+            raise InputError(f"{option}: a {self.kind} model has no labels to rank "
+                             f"({option} is for classifiers and language models)")
+        if top_k is None:
+            return min(5, self.output_size)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or \
+                not 1 <= top_k <= self.output_size:
+            raise InputError(f"{option} must be between 1 and {self.output_size} (the "
+                             f"model's number of {ranked}), got {top_k!r}")
+        return top_k
 
     # -- preprocessing --------------------------------------------------------------------
     def preprocess(self, item) -> np.ndarray:
@@ -302,14 +282,23 @@ class Predictor:
             raise InputError("empty text (no tokens)")
         return np.asarray(ids, dtype=self.meta["input"]["dtype"])
 
-    def batch(self, items: Sequence) -> tuple[np.ndarray, np.ndarray]:
-        """Preprocess and right-pad: ``(x (N, T, C) or ids (N, T), lengths (N,) float32)``."""
-        rows = [self.preprocess(item) for item in items]
+    def batch(self, items: Sequence, where: Sequence[str] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocess and right-pad: ``(x (N, T, C) or ids (N, T), lengths (N,) float32)``;
+        ``where[k]`` prefixes the message of a bad input ``k`` (e.g. ``"file:3: "``)."""
+        rows = []
+        for k, item in enumerate(items):
+            try:
+                rows.append(self.preprocess(item))
+                if self.fixed_length and len(rows[-1]) != self.fixed_length:
+                    raise InputError(f"this export reads exactly {self.fixed_length} steps "
+                                     f"per input (exported with --fixed-length); got "
+                                     f"{len(rows[-1])}")
+            except InputError as err:
+                if where is None:
+                    raise
+                raise InputError(f"{where[k]}{err}") from None
         lengths = np.array([len(r) for r in rows], dtype=np.float32)
-        if self.fixed_length and any(len(r) != self.fixed_length for r in rows):
-            other = next(len(r) for r in rows if len(r) != self.fixed_length)
-            raise InputError(f"this export reads exactly {self.fixed_length} steps per input "
-                             f"(exported with --fixed-length); got {other}")
         pad = self.meta["preprocessing"].get("pad_id") or 0
         x = np.full((len(rows), int(lengths.max())) + rows[0].shape[1:], pad,
                     dtype=rows[0].dtype)
@@ -341,29 +330,34 @@ class Predictor:
         buffer._sync_copyfrom(a)  # waits until earlier readers of the buffer are done
         return buffer
 
-    def predict(self, items: Sequence, top_k: int = 5) -> list[dict]:
-        """Answers for a list of raw inputs (a 3-D array counts as a list)."""
+    def predict(self, items: Sequence, top_k: int | None = None,
+                where: Sequence[str] | None = None) -> list[dict]:
+        """Answers for a list of raw inputs (a 3-D array counts as a list). ``top_k``:
+        the k most probable labels (classifiers) or tokens (language models), see
+        :meth:`resolve_top_k`; ``where``: message prefixes, one per input."""
         if isinstance(items, str) or len(items) == 0:
             raise InputError("predict() takes a non-empty list of inputs")
+        top_k = self.resolve_top_k(top_k)
         results: list[dict] = []
         for start in range(0, len(items), self.max_batch):
             chunk = items[start:start + self.max_batch]
-            x, lengths = self.batch(chunk)
+            x, lengths = self.batch(chunk, where and where[start:start + self.max_batch])
             results += self._run(x, lengths, self.begin_states(len(chunk)), top_k)[0]
         return results
 
-    def predict_one(self, item, top_k: int = 5) -> dict:
+    def predict_one(self, item, top_k: int | None = None) -> dict:
         """The answer for one raw input."""
         return self.predict([item], top_k)[0]
 
     def stream(self, chunk, states: list[np.ndarray] | None = None,
-               top_k: int = 5) -> tuple[dict, list[np.ndarray]]:
+               top_k: int | None = None) -> tuple[dict, list[np.ndarray]]:
         """Feed the next raw chunk of one sequence (streaming exports and language models);
         returns the answer after the chunk's last step and the states to pass next time."""
         if not self.states:
             raise InputError("this export takes whole sequences; export with --streaming")
         x, lengths = self.batch([chunk])
-        results, new = self._run(x, lengths, states or self.begin_states(1), top_k)
+        results, new = self._run(x, lengths, states or self.begin_states(1),
+                                 self.resolve_top_k(top_k))
         return results[0], new
 
     def _run(self, x, lengths, states, top_k):
@@ -390,26 +384,45 @@ class Predictor:
         if self.kind == "tagging":
             return {"labels": [self.labels[i] for i in out[:length].argmax(axis=-1)]}
         p = _softmax(out)
+        best = np.argsort(-p, kind="stable")[:top_k]
         return {"label": self.labels[int(p.argmax())],
-                "probabilities": {name: float(v) for name, v in zip(self.labels, p)}}
+                "probabilities": {name: float(v) for name, v in zip(self.labels, p)},
+                "top_k": [{"label": self.labels[i], "probability": float(p[i])} for i in best]}
+
+
+def predict_file(predictor: Predictor, path: str, top_k: int | None = None,
+                 option: str = "--top-k", **read_options) -> list[dict]:
+    """Answers for the inputs of file ``path`` (``-``: standard input), each with the
+    ``line`` (or array row) it answers; ``read_options`` go to :func:`read_inputs`."""
+    top_k = predictor.resolve_top_k(top_k, option)
+    items = read_inputs(path, predictor.meta, **read_options)
+    answers = predictor.predict([item for _, item in items], top_k=top_k, where=items.where)
+    return [{"line": number, **answer} for (number, _), answer in zip(items, answers)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python predictor.py PREFIX INPUT_FILE [--top-k K]``: one JSON line per input."""
+    """``python predictor.py PREFIX INPUT [--top-k K] [--format F]``: one JSON line per
+    input; errors: one line ``predictor: error: ...`` and exit status 2."""
     parser = argparse.ArgumentParser(description="predict with an mxlstm export")
     parser.add_argument("prefix", help="PREFIX of PREFIX-symbol.json / -0000.params / -meta.json")
-    parser.add_argument("input", help="one text per line, .ts, CSV (one series a line) or .npy")
-    parser.add_argument("--top-k", type=int, default=5, help="language models: tokens shown")
+    parser.add_argument("input", help="input file ('-': standard input): text (one a line, "
+                        ".tsv, .csv, .jsonl) or series (.npy, .npz, .ts, CSV, IDX)")
+    add_input_options(parser)
     args = parser.parse_args(argv)
     try:
-        predictor = Predictor(args.prefix)
-        items = read_inputs(args.input, predictor.meta)
-        answers = predictor.predict([item for _, item in items], top_k=args.top_k)
+        answers = predict_file(Predictor(args.prefix), args.input, args.top_k,
+                               **read_options(args))
+        for answer in answers:
+            print(json.dumps(answer, ensure_ascii=False))
+        sys.stdout.flush()
     except PredictorError as err:
         print(f"predictor: error: {err}", file=sys.stderr)
         return 2
-    for (number, _), answer in zip(items, answers):
-        print(json.dumps({"line": number, **answer}, ensure_ascii=False))
+    except BrokenPipeError:  # piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except KeyboardInterrupt:
+        print("predictor: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
