@@ -36,17 +36,14 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """Effective RunConfig from the task preset, the TOML file and the flags."""
-    from mxlstm.tasks import default_config
-    from mxlstm.training.config import apply_overrides, parse_set_options, read_toml
+    from mxlstm.tasks import user_config
+    from mxlstm.training.config import parse_set_options
 
-    cfg = default_config(args.task)
-    if args.config:
-        cfg = apply_overrides(cfg, read_toml(args.config), args.config)
     shortcuts = {"data.path": args.data, "data.test_path": args.test_data,
                  "train.epochs": args.epochs, "train.seed": args.seed, "train.ctx": args.ctx}
     flags = {k: v for k, v in shortcuts.items() if v is not None}
     flags.update(parse_set_options(args.set))
-    return apply_overrides(cfg, flags, "command line")
+    return user_config(args.task, args.config, flags)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -70,9 +67,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from mxlstm.training.config import describe
+    from mxlstm.tasks import config_file_text
 
-    print(describe(build_config(args)))
+    sys.stdout.write(config_file_text(build_config(args)))
     return 0
 
 
@@ -141,7 +138,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER,
                    help="run | roof | profile | all | setup-torch, and their options")
 
-    p = sub.add_parser("config", help="print the effective configuration with help")
+    p = sub.add_parser("config", help="print the effective configuration as a TOML file "
+                       "for --config (the keys the task uses, with help)")
     _add_config_options(p)
     p.set_defaults(func=cmd_config)
 

@@ -24,7 +24,14 @@ from mxlstm.data.text import (
     tokenize,
 )
 from mxlstm.errors import DataError
-from mxlstm.tasks.base import Prepared, loaders, sequence_model
+from mxlstm.tasks.base import (
+    COPY_KEYS,
+    LM_KEYS,
+    SYNTHETIC_KEYS,
+    Prepared,
+    loaders,
+    sequence_model,
+)
 from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Classification
 
@@ -35,6 +42,7 @@ PRESETS = {
              "train.batch_size": 64, "data.max_length": 64, "data.min_freq": 2,
              "data.num_buckets": 8},
 }
+IGNORED = {"text": SYNTHETIC_KEYS | COPY_KEYS | LM_KEYS | {"data.name", "data.normalize"}}
 
 
 def _load(cfg: RunConfig) -> tuple[TextDataset, TextDataset, TextDataset | None]:
