@@ -232,16 +232,18 @@ def all_keys() -> list[str]:
 
 
 def did_you_mean(key: str) -> str:
-    """`` did you mean train.epochs?`` for a mistyped ``key`` (empty when nothing is close)."""
+    """`` did you mean train.epochs?`` for a mistyped ``key`` (empty when nothing is close):
+    the same name in another section, else a close name in the same section, else a close
+    name or key anywhere."""
     keys = all_keys()
     by_name = {k.partition(".")[2]: k for k in keys}
-    name = key.partition(".")[2] or key
-    if name in by_name:  # right name, wrong or missing section
+    section, _, name = key.rpartition(".")
+    if name in by_name:
         return f"; did you mean {by_name[name]}?"
-    near = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-    if not near:
-        near = [by_name[n] for n in difflib.get_close_matches(name, list(by_name), n=1,
-                                                                cutoff=0.6)]
+    same = [k.partition(".")[2] for k in keys if k.startswith(f"{section}.")]
+    near = [f"{section}.{n}" for n in difflib.get_close_matches(name, same, 1, 0.6)]
+    near = near or [by_name[n] for n in difflib.get_close_matches(name, list(by_name), 1, 0.7)]
+    near = near or difflib.get_close_matches(key, keys, 1, 0.8)
     return f"; did you mean {near[0]}?" if near else ""
 
 
