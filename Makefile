@@ -9,7 +9,7 @@ ONNX_STAMP := $(VENV)/.onnx-stamp
 NUMPY_PIN := 'numpy>=1.21,<1.24'
 ORT_PACKAGES := onnxruntime==1.15.1 coloredlogs humanfriendly flatbuffers sympy mpmath packaging
 
-.PHONY: train test lint bench clean onnx
+.PHONY: train test lint bench clean onnx test-onnx
 
 $(STAMP): setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mxlstm needs Python 3.11, got " + sys.version'
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 # Optional: onnx + onnxruntime for `mxlstm export --onnx` and tests/deploy/test_onnx.py.
 onnx: $(ONNX_STAMP)
+
+# The tests that need the optional ONNX packages (they skip in `make test` without them).
+test-onnx: $(ONNX_STAMP)
+	$(BIN)/python -m pytest -q tests/deploy/test_onnx.py tests/deploy/test_export.py
 
 $(ONNX_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet onnx==1.14.1 "protobuf>=3.20.2,<=7.36.2" $(NUMPY_PIN)

@@ -46,7 +46,7 @@ def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
         problem = special_file_problem(args.config)  # a FIFO would block the read for ever
         if problem:
             raise ConfigError(f"{args.config}: {problem}, expected a TOML file")
-        sources.append((read_toml(args.config), args.config))
+        sources.append((read_toml(args.config, task=args.task), args.config))
     shortcuts = {"data.path": args.data, "data.test_path": args.test_data,
                  "train.epochs": args.epochs, "train.seed": args.seed, "train.ctx": args.ctx}
     flags = {k: v for k, v in shortcuts.items() if v is not None}
@@ -55,14 +55,11 @@ def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
 
 
 def build_config(args: argparse.Namespace):
-    """Effective RunConfig from the task preset, the TOML file and the flags."""
-    from mxlstm.tasks import default_config
-    from mxlstm.training.config import apply_overrides
+    """Effective RunConfig from the task preset, the TOML file and the flags (unknown keys,
+    keys the task ignores and a model too big to allocate are errors)."""
+    from mxlstm.tasks import user_config
 
-    cfg = default_config(args.task)
-    for overrides, source in config_sources(args):
-        cfg = apply_overrides(cfg, overrides, source)
-    return cfg
+    return user_config(args.task, layers=config_sources(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -90,9 +87,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from mxlstm.training.config import describe
+    from mxlstm.tasks import config_file_text
 
-    print(describe(build_config(args)))
+    sys.stdout.write(config_file_text(build_config(args)))
     return 0
 
 
@@ -181,7 +178,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER,
                    help="run | roof | profile | all | setup-torch, and their options")
 
-    p = sub.add_parser("config", help="print the effective configuration with help")
+    p = sub.add_parser("config", help="print the effective configuration as a TOML file "
+                       "for --config (the keys the task uses, with help)")
     _add_config_options(p)
     p.set_defaults(func=cmd_config)
 

@@ -1,19 +1,22 @@
 """The task registry: task name -> preset, data, model and objective.
 
-Each task module provides ``PRESET`` (config overrides) and ``prepare(cfg, artefacts)``
-returning a :class:`~mxlstm.tasks.base.Prepared`. ``artefacts`` is None when training
+Each task module provides ``PRESETS`` (config overrides per task), ``IGNORED`` (per task,
+the config keys it does not read) and ``prepare(cfg, artefacts)`` returning a
+:class:`~mxlstm.tasks.base.Prepared`. ``artefacts`` is None when training
 (vocabulary, normalisation and label names are fitted on the training split) and the
 saved ``meta.json`` of a model directory when evaluating (nothing is refitted).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from mxlstm.errors import ConfigError
 from mxlstm.tasks import language_model, sequences, synthetic, text
-from mxlstm.tasks.base import Prepared
-from mxlstm.training.config import RunConfig, apply_overrides
+from mxlstm.tasks.base import Prepared, check_model_size, model_tensors
+from mxlstm.training.config import RunConfig, apply_overrides, describe, read_toml
 
 TASKS: dict[str, tuple[ModuleType, str]] = {
     "digits": (sequences, "digits"),
@@ -38,6 +41,48 @@ def default_config(task: str) -> RunConfig:
     return apply_overrides(RunConfig(task=task), module.PRESETS[task], f"preset of {task}")
 
 
+def ignored_keys(task: str) -> frozenset[str]:
+    """The ``section.key`` names task ``task`` does not read."""
+    return frozenset(task_module(task).IGNORED[task])
+
+
+def check_used(task: str, overrides: dict[str, Any], source: str) -> None:
+    """Refuse keys the user set that ``task`` would ignore (presets and saved
+    ``config.json`` files are not checked)."""
+    for key in overrides:
+        if key in ignored_keys(task):
+            raise ConfigError(f"{source}: config key {key} is not used by task {task}")
+
+
+def user_config(task: str, config_file: str | Path | None = None,
+                flags: dict[str, Any] | None = None,
+                layers: list[tuple[dict, str]] | None = None) -> RunConfig:
+    """The effective configuration: defaults < preset < TOML file < flags, where unknown
+    keys, keys the task ignores and a file of another task are errors, and a model too big
+    to allocate is refused before any data is read. ``layers`` (``(overrides, source)``
+    pairs, e.g. from the CLI) replaces ``config_file`` and ``flags``."""
+    cfg = default_config(task)
+    if layers is None:
+        layers = []
+        if config_file is not None:
+            layers.append((read_toml(config_file, task=task), str(config_file)))
+        layers.append((flags or {}, "command line"))
+    for overrides, source in layers:
+        cfg = apply_overrides(cfg, overrides, source)  # unknown keys, types, ranges first
+        check_used(task, overrides, source)
+    ignored = ignored_keys(task)
+    tokens = "model.embed_size" not in ignored
+    check_model_size(cfg, model_tensors(cfg, cfg.model.embed_size if tokens else 1,
+                                        language_model="model.tie_weights" not in ignored))
+    return cfg
+
+
+def config_file_text(cfg: RunConfig) -> str:
+    """``cfg`` as the TOML file ``mxlstm config`` prints: only the keys ``cfg.task`` uses,
+    values marked against its preset."""
+    return describe(cfg, preset=default_config(cfg.task), hidden=ignored_keys(cfg.task))
+
+
 def prepare(cfg: RunConfig, artefacts: dict | None = None,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
     """Data loaders, model and objective for ``cfg.task``; ``shard = (rank, workers)``
@@ -48,4 +93,5 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         return task_module(cfg.task).prepare(cfg, artefacts, shard)
 
 
-__all__ = ["TASKS", "Prepared", "default_config", "prepare", "task_module"]
+__all__ = ["TASKS", "Prepared", "check_used", "config_file_text", "default_config",
+           "ignored_keys", "prepare", "task_module", "user_config"]

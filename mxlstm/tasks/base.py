@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,92 @@ from mxlstm.errors import ConfigError, DataError
 from mxlstm.models import SequenceModel
 from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Objective
+
+# Keys only some tasks read. Each task module's ``IGNORED`` maps its task names to the keys
+# the task does not use: `mxlstm config` leaves them out and setting one is an error.
+FILE_KEYS = frozenset({"data.path", "data.test_path", "data.max_input_mb"})
+SYNTHETIC_KEYS = frozenset({"data.seq_length", "data.num_train", "data.num_eval"})
+COPY_KEYS = frozenset({"data.copy_length"})
+TEXT_FILE_KEYS = frozenset({"data.text_field", "data.label_field", "data.header"})
+TOKEN_KEYS = frozenset({"data.level", "data.max_vocab", "data.min_freq"})
+EMBEDDING_KEYS = frozenset({"model.embed_size", "model.embedding_dropout"})
+LM_KEYS = frozenset({"data.bptt", "model.output_dropout", "model.tie_weights"})
+CLASSIFIER_KEYS = frozenset({"model.pooling", "model.head_units", "model.head_dropout"})
+LOADER_KEYS = frozenset({"data.augment", "data.num_buckets", "data.num_workers"})
+
+# MXNet's pip builds (no USE_INT64_TENSOR_SIZE) allocate at most 2^31 - 1 elements per tensor.
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def model_tensors(cfg: RunConfig, input_size: int, vocab_size: int | None = None,
+                  num_outputs: int = 1, language_model: bool = False
+                  ) -> list[tuple[int, str]]:
+    """``(elements, key)`` of the weight matrices of ``cfg.model`` (biases left out), each
+    with the key that makes it big; ``input_size`` = features per step (token models: the
+    embedding size is used)."""
+    m = cfg.model
+    gates, units = _GATES[m.cell], m.hidden_size
+    out = m.projection_size if m.cell == "lstm" and m.projection_size else units
+    dirs = 1 if language_model or not m.bidirectional else 2
+    tensors: list[tuple[int, str]] = []
+    if vocab_size:
+        tensors.append((vocab_size * m.embed_size, "model.embed_size"))
+        input_size = m.embed_size
+    if m.input_projection and not language_model:
+        tensors.append((m.input_projection * input_size, "model.input_projection"))
+        input_size = m.input_projection
+    for layer in range(m.num_layers):
+        inputs = input_size if layer == 0 else out * dirs
+        top = language_model and layer == m.num_layers - 1 and m.tie_weights
+        size = m.embed_size if top else out
+        for _ in range(dirs):
+            tensors.append((gates * units * inputs, "model.hidden_size"))
+            tensors.append((gates * units * size, "model.hidden_size"))
+    if language_model:
+        if vocab_size and not m.tie_weights:
+            tensors.append((vocab_size * out, "model.hidden_size"))
+    else:
+        width = out * dirs
+        for units_ in head_units(m.head_units):
+            tensors.append((width * units_, "model.head_units"))
+            width = units_
+        tensors.append((width * num_outputs, "model.hidden_size"))
+    return tensors
+
+
+def check_model_size(cfg: RunConfig, tensors: list[tuple[int, str]],
+                     memory: int | None = None) -> None:
+    """Refuse, naming the key, a model MXNet cannot allocate (a weight matrix of more than
+    2^31 - 1 elements) or whose training state (weights, gradients and two optimizer
+    moments, float32) does not fit in this machine's memory (``memory`` bytes)."""
+    for elements, key in tensors:
+        if elements > MAX_TENSOR_ELEMENTS:
+            value = _value(cfg, key)
+            raise ConfigError(f"config key {key}: {key}={value} needs a weight matrix of "
+                              f"{elements:,} elements; MXNet allows at most 2^31 - 1 "
+                              f"per tensor")
+    memory = physical_memory() if memory is None else memory
+    total = sum(elements for elements, _ in tensors)
+    needed = 16 * total  # float32 weights, gradients and two optimizer moments
+    if memory and needed > memory and tensors and cfg.train.ctx.startswith("cpu"):
+        key = max(tensors)[1]
+        raise ConfigError(f"config key {key}: {key}={_value(cfg, key)} makes a model of "
+                          f"{total:,} weights that needs about {needed / 2**30:.0f} GiB "
+                          f"to train, but this machine has {memory / 2**30:.0f} GiB")
+
+
+def _value(cfg: RunConfig, key: str):
+    section, _, name = key.partition(".")
+    return getattr(getattr(cfg, section), name)
 
 
 @dataclass
@@ -60,8 +147,10 @@ def encoder_options(cfg: RunConfig) -> dict:
 
 
 def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = None,
-                   per_step: bool = False) -> SequenceModel:
-    """The classifier / regressor / tagger of ``cfg.model``."""
+                   per_step: bool = False, input_size: int = 1) -> SequenceModel:
+    """The classifier / regressor / tagger of ``cfg.model`` (refused when too big for
+    MXNet or this machine: ``input_size`` = features per step of numeric inputs)."""
+    check_model_size(cfg, model_tensors(cfg, input_size, vocab_size, num_outputs))
     m = cfg.model
     return SequenceModel(
         num_outputs, hidden_size=m.hidden_size, cell_type=m.cell, vocab_size=vocab_size,

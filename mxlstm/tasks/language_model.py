@@ -15,7 +15,17 @@ from mxlstm.data.batching import lm_batches
 from mxlstm.data.text import UNK, build_vocab, encode, load_austen, load_corpus
 from mxlstm.errors import DataError
 from mxlstm.models import LanguageModel
-from mxlstm.tasks.base import Prepared, encoder_options
+from mxlstm.tasks.base import (
+    CLASSIFIER_KEYS,
+    COPY_KEYS,
+    LOADER_KEYS,
+    SYNTHETIC_KEYS,
+    TEXT_FILE_KEYS,
+    Prepared,
+    check_model_size,
+    encoder_options,
+    model_tensors,
+)
 from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import LanguageModelling
 
@@ -27,6 +37,11 @@ PRESETS = {
            "train.epochs": 6, "train.batch_size": 32, "train.lr": 3e-3,
            "train.clip_norm": 0.25, "train.eval_batch_size": 32},
 }
+# Keys the language model does not read: its own BPTT batches (no loaders, augmentation or
+# buckets), a 90/5/5 cut (no valid_fraction), one direction, no classifier head.
+IGNORED = {"lm": SYNTHETIC_KEYS | COPY_KEYS | TEXT_FILE_KEYS | CLASSIFIER_KEYS | LOADER_KEYS
+           | {"data.name", "data.max_length", "data.valid_fraction", "data.normalize",
+              "model.bidirectional", "model.input_projection"}}
 
 
 class BPTTLoader:
@@ -73,6 +88,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     ids = [encode(tokens, vocab) for tokens in (train, valid, test)]
     t = cfg.train
     m = cfg.model
+    check_model_size(cfg, model_tensors(cfg, m.embed_size, len(vocab), language_model=True))
     options = encoder_options(cfg)
     options.pop("num_layers")
     options.pop("bidirectional")

@@ -26,7 +26,17 @@ from mxlstm.data.sources import (
 )
 from mxlstm.data.validate import check_classes, index_labels
 from mxlstm.errors import ConfigError, DataError
-from mxlstm.tasks.base import Prepared, loaders, sequence_model
+from mxlstm.tasks.base import (
+    COPY_KEYS,
+    EMBEDDING_KEYS,
+    LM_KEYS,
+    SYNTHETIC_KEYS,
+    TEXT_FILE_KEYS,
+    TOKEN_KEYS,
+    Prepared,
+    loaders,
+    sequence_model,
+)
 from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Classification
 
@@ -46,6 +56,11 @@ PRESETS = {
             "train.batch_size": 32, "train.schedule": "cosine", "data.valid_fraction": 0.2,
             "data.augment": "jitter:0.05@0.5,scale:0.1@0.5"},
 }
+# Keys these tasks do not read (numeric series: no tokens, no truncation; digits has no
+# data.name, its one embedded set).
+_NOT_SERIES = (SYNTHETIC_KEYS | COPY_KEYS | TEXT_FILE_KEYS | TOKEN_KEYS | EMBEDDING_KEYS
+               | LM_KEYS | {"data.max_length"})
+IGNORED = {"digits": _NOT_SERIES | {"data.name"}, "vowels": _NOT_SERIES, "uea": _NOT_SERIES}
 
 
 def read_series_file(path: str) -> SequenceDataset:
@@ -171,6 +186,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         "normalization": stats.to_dict() if stats is not None else None,
         "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
     }
-    return Prepared(sequence_model(cfg, len(names)), Classification(len(names), names),
+    model = sequence_model(cfg, len(names), input_size=train.num_channels)
+    return Prepared(model, Classification(len(names), names),
                     train_loader, valid_loader, test_loader, steps, meta,
                     train_labels=np.asarray(train.labels))

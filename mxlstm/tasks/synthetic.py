@@ -11,19 +11,35 @@ from mxnet import gluon
 
 from mxlstm.data.batching import pad_batchify
 from mxlstm.data.synthetic import adding_problem, copy_memory
-from mxlstm.tasks.base import Prepared, loaders, sequence_model
+from mxlstm.tasks.base import (
+    COPY_KEYS,
+    EMBEDDING_KEYS,
+    FILE_KEYS,
+    LM_KEYS,
+    TEXT_FILE_KEYS,
+    TOKEN_KEYS,
+    Prepared,
+    loaders,
+    sequence_model,
+)
 from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Regression, SequenceTagging
 
 PRESETS = {
     "adding": {"model.hidden_size": 64, "train.epochs": 10, "train.lr": 1e-2,
                "train.batch_size": 64, "train.clip_norm": 1.0, "data.seq_length": 100,
-               "data.num_train": 20000, "data.num_eval": 2000, "data.normalize": False},
+               "data.num_train": 20000, "data.num_eval": 2000},
     "copy": {"model.hidden_size": 128, "model.embed_size": 16, "train.epochs": 10,
              "train.lr": 3e-3, "train.batch_size": 64, "train.clip_norm": 1.0,
              "data.seq_length": 100, "data.num_train": 20000, "data.num_eval": 1000},
 }
 NUM_SYMBOLS = 8
+# Generated data: no files, fields, vocabulary, split fraction or normalisation; adding
+# reads two numbers per step (no embedding), copy tags every step (no pooling).
+_NOT_SYNTHETIC = (FILE_KEYS | TEXT_FILE_KEYS | TOKEN_KEYS | LM_KEYS
+                  | {"data.name", "data.max_length", "data.valid_fraction", "data.normalize"})
+IGNORED = {"adding": _NOT_SYNTHETIC | EMBEDDING_KEYS | COPY_KEYS,
+           "copy": _NOT_SYNTHETIC | {"model.pooling"}}
 
 
 def _samples(x, y):
@@ -38,7 +54,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         sets = [_samples(*adding_problem(n, d.seq_length, seed=seed + k))
                 for k, n in enumerate(sizes)]
         batchify = pad_batchify(label_dtype="float32")
-        model = sequence_model(cfg, 1)
+        model = sequence_model(cfg, 1, input_size=2)
         objective = Regression()
         meta_input = {"type": "float", "layout": "NTC", "channels": 2, "dtype": "float32",
                       "lengths": True}

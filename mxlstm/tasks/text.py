@@ -25,7 +25,14 @@ from mxlstm.data.text import (
 )
 from mxlstm.data.validate import check_classes
 from mxlstm.errors import DataError
-from mxlstm.tasks.base import Prepared, loaders, sequence_model
+from mxlstm.tasks.base import (
+    COPY_KEYS,
+    LM_KEYS,
+    SYNTHETIC_KEYS,
+    Prepared,
+    loaders,
+    sequence_model,
+)
 from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Classification
 
@@ -36,6 +43,7 @@ PRESETS = {
              "train.batch_size": 64, "data.max_length": 64, "data.min_freq": 2,
              "data.num_buckets": 8},
 }
+IGNORED = {"text": SYNTHETIC_KEYS | COPY_KEYS | LM_KEYS | {"data.name", "data.normalize"}}
 
 
 def _load(cfg: RunConfig, training: bool = True

@@ -9,7 +9,9 @@ checkpoint and export.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -18,10 +20,41 @@ from typing import Any
 
 from mxlstm.errors import ConfigError
 
+# Caps where MXNet would otherwise fail deep inside (its pip build allows at most 2^31 - 1
+# elements per tensor); the model-size estimate of mxlstm.tasks checks the combinations.
+MAX_UNITS = 65536
+MAX_BATCH = 1 << 20
+# Names gluon.Trainer(kvstore=...) of MXNet 1.9.1 accepts with update_on_kvstore=False on a
+# CPU build (mx.kv.create takes any other string silently as a local store; dist_async
+# requires update_on_kvstore=True, nccl a GPU build with NCCL).
+KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_sync_device")
 
-def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A config field with its help text (and allowed values)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+
+def opt(default: Any, help: str, choices: tuple | None = None, *, low: float | None = None,
+        high: float | None = None, above: float | None = None, below: float | None = None,
+        check: Any = None) -> Any:
+    """A config field with its help text, allowed values and range: ``low <= v <= high``,
+    ``above < v < below``; ``check(value)`` returns what else is wrong, or None."""
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "low": low, "high": high, "above": above,
+        "below": below, "check": check})
+
+
+_UNITS = re.compile(r"\s*[0-9]*[1-9][0-9]*\s*")
+
+
+def _units(value: str) -> str | None:
+    if not all(_UNITS.fullmatch(u) for u in value.split(",") if u.strip()):
+        return "expected comma-separated positive integers, e.g. '256,128'"
+    if any(int(u) > MAX_UNITS for u in value.split(",") if u.strip()):
+        return f"layers of at most {MAX_UNITS} units"
+    return None
+
+
+def _chrono(value: int) -> str | None:
+    if value in (1, 2):  # ChronoBias draws from uniform(1, T - 1)
+        return "must be 0 (off) or at least 3"
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,76 +69,92 @@ class DataConfig:
                       "a first row that only looks like a header is refused), true, false "
                       "(columns text, label)", ("auto", "true", "false"))
     max_input_mb: int = opt(1024, "largest input file in MB, on disk and decompressed "
-                            "(reading stops past it)")
+                            "(reading stops past it)", low=1, high=1_000_000)
     level: str = opt("word", "tokens: 'word' or 'char'", ("word", "char"))
-    max_vocab: int = opt(20000, "largest vocabulary (most frequent training tokens)")
-    min_freq: int = opt(1, "least count for a token to enter the vocabulary")
-    max_length: int = opt(0, "truncate sequences to this many steps (0 = no limit)")
-    valid_fraction: float = opt(0.1, "share of the training split held out for validation")
+    max_vocab: int = opt(20000, "largest vocabulary (most frequent training tokens)",
+                          low=1, high=10_000_000)
+    min_freq: int = opt(1, "least count for a token to enter the vocabulary", low=1)
+    max_length: int = opt(0, "truncate sequences to this many steps (0 = no limit)", low=0)
+    valid_fraction: float = opt(0.1, "share of the training split held out for validation",
+                                above=0, below=1)
     normalize: bool = opt(True, "per-channel normalisation with training-split statistics")
     augment: str = opt("", "training augmentations, e.g. 'shift:0.1,jitter:0.03' "
                        "(see docs/cli.md); empty = none")
-    num_buckets: int = opt(0, "length buckets for variable-length batches (0 = none)")
-    num_workers: int = opt(0, "DataLoader worker processes")
-    seq_length: int = opt(100, "sequence length T of synthetic tasks (adding, copy)")
-    num_train: int = opt(20000, "training sequences of synthetic tasks")
-    num_eval: int = opt(2000, "validation and test sequences of synthetic tasks")
-    copy_length: int = opt(10, "symbols to remember in the copy task")
-    bptt: int = opt(35, "language model: steps per truncated-backprop batch")
+    num_buckets: int = opt(0, "length buckets for variable-length batches (0 = none)",
+                            low=0, high=10_000)
+    num_workers: int = opt(0, "DataLoader worker processes", low=0, high=256)
+    seq_length: int = opt(100, "sequence length T of synthetic tasks (adding, copy)",
+                           low=1, high=100_000)
+    num_train: int = opt(20000, "training sequences of synthetic tasks", low=1, high=10_000_000)
+    num_eval: int = opt(2000, "validation and test sequences of synthetic tasks",
+                         low=1, high=10_000_000)
+    copy_length: int = opt(10, "symbols to remember in the copy task", low=1, high=100_000)
+    bptt: int = opt(35, "language model: steps per truncated-backprop batch",
+                     low=1, high=100_000)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     cell: str = opt("lstm", "memory cell", ("lstm", "gru", "rnn"))
-    hidden_size: int = opt(128, "units per recurrent layer (H)")
-    num_layers: int = opt(1, "stacked recurrent layers")
+    hidden_size: int = opt(128, "units per recurrent layer (H)", low=1, high=MAX_UNITS)
+    num_layers: int = opt(1, "stacked recurrent layers", low=1, high=64)
     bidirectional: bool = opt(False, "read sequences in both directions")
-    dropout: float = opt(0.0, "dropout between recurrent layers")
+    dropout: float = opt(0.0, "dropout between recurrent layers", low=0, below=1)
     fused: str = opt("auto", "fused kernel: auto (when exact), true (required), false",
                      ("auto", "true", "false"))
-    embed_size: int = opt(128, "token embedding size")
-    input_projection: int = opt(0, "dense tanh layer before the encoder (0 = none)")
-    embedding_dropout: float = opt(0.0, "drop whole words of the embedding")
-    input_dropout: float = opt(0.0, "locked dropout on the encoder input")
-    output_dropout: float = opt(0.0, "locked dropout on the encoder output (language model)")
-    weight_dropout: float = opt(0.0, "DropConnect on hidden-to-hidden weights")
-    recurrent_dropout: float = opt(0.0, "variational dropout on h (gate-level path)")
-    zoneout: float = opt(0.0, "zoneout probability (gate-level path)")
+    embed_size: int = opt(128, "token embedding size", low=1, high=MAX_UNITS)
+    input_projection: int = opt(0, "dense tanh layer before the encoder (0 = none)",
+                                 low=0, high=MAX_UNITS)
+    embedding_dropout: float = opt(0.0, "drop whole words of the embedding", low=0, below=1)
+    input_dropout: float = opt(0.0, "locked dropout on the encoder input", low=0, below=1)
+    output_dropout: float = opt(0.0, "locked dropout on the encoder output (language model)",
+                                 low=0, below=1)
+    weight_dropout: float = opt(0.0, "DropConnect on hidden-to-hidden weights", low=0, below=1)
+    recurrent_dropout: float = opt(0.0, "variational dropout on h (gate-level path)",
+                                    low=0, below=1)
+    zoneout: float = opt(0.0, "zoneout probability (gate-level path)", low=0, below=1)
     peephole: bool = opt(False, "LSTM peephole connections (gate-level path)")
     layer_norm: bool = opt(False, "LSTM layer normalisation (gate-level path)")
-    cell_clip: float = opt(0.0, "clip the LSTM cell state to [-v, v] (0 = off)")
-    projection_size: int = opt(0, "LSTM output projection size (0 = off)")
+    cell_clip: float = opt(0.0, "clip the LSTM cell state to [-v, v] (0 = off)", low=0)
+    projection_size: int = opt(0, "LSTM output projection size (0 = off)", low=0,
+                                high=MAX_UNITS)
     forget_bias: float = opt(1.0, "initial LSTM forget-gate bias")
     chrono_init: int = opt(0, "chrono initialisation of LSTM gate biases for dependencies up "
-                           "to this many steps, instead of forget_bias (0 = off)")
+                           "to this many steps, instead of forget_bias (0 = off)",
+                           low=0, high=10_000_000, check=_chrono)
     pooling: str = opt("last", "sequence summary for classifiers", ("last", "mean", "max"))
-    head_units: str = opt("", "hidden dense layers of the head, e.g. '256' or '256,128'")
-    head_dropout: float = opt(0.0, "dropout in the head")
+    head_units: str = opt("", "hidden dense layers of the head, e.g. '256' or '256,128'",
+                          check=_units)
+    head_dropout: float = opt(0.0, "dropout in the head", low=0, below=1)
     tie_weights: bool = opt(False, "language model: decoder shares the embedding matrix")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = opt(20, "passes over the training data")
-    batch_size: int = opt(64, "sequences per batch (over all contexts)")
+    epochs: int = opt(20, "passes over the training data", low=1, high=1_000_000)
+    batch_size: int = opt(64, "sequences per batch (over all contexts)", low=1,
+                           high=MAX_BATCH)
     optimizer: str = opt("adam", "optimizer", ("adam", "sgd", "rmsprop", "bertadam"))
-    lr: float = opt(1e-3, "learning rate")
-    weight_decay: float = opt(0.0, "L2 (decoupled for bertadam)")
+    lr: float = opt(1e-3, "learning rate", low=0)
+    weight_decay: float = opt(0.0, "L2 (decoupled for bertadam)", low=0)
     schedule: str = opt("none", "learning-rate schedule", ("none", "cosine", "step", "plateau"))
-    warmup_steps: int = opt(0, "linear warm-up steps (cosine schedule)")
-    step_epochs: int = opt(10, "step schedule: epochs between decays")
+    warmup_steps: int = opt(0, "linear warm-up steps (cosine schedule)", low=0)
+    step_epochs: int = opt(10, "step schedule: epochs between decays", low=1)
     decay_factor: float = opt(0.5, "step / plateau schedule: learning-rate factor")
-    clip_norm: float = opt(5.0, "clip gradients to this global norm (0 = off)")
-    early_stopping: int = opt(0, "stop after this many epochs without improvement (0 = off)")
+    clip_norm: float = opt(5.0, "clip gradients to this global norm (0 = off)", low=0)
+    early_stopping: int = opt(0, "stop after this many epochs without improvement (0 = off)",
+                               low=0)
     monitor: str = opt("", "validation metric for best model / early stopping "
                        "(empty = the task's)")
     seed: int = opt(0, "seeds Python, numpy, MXNet, shuffling and augmentation")
     ctx: str = opt("cpu", "contexts: cpu, cpu:0,1, gpu:0 or gpu:0,1 (data parallel)")
-    kvstore: str = opt("device", "gluon.Trainer kvstore (device, local, dist_sync, ...)")
+    kvstore: str = opt("device", "gluon.Trainer kvstore: device or local on one machine, dist_* "
+                       "with mxlstm launch (dist_async and nccl: not with this trainer "
+                       "and build)", KVSTORES)
     nan_policy: str = opt("stop", "non-finite loss: stop the run or skip the batch",
                           ("stop", "skip"))
-    max_batches: int = opt(0, "stop each epoch after this many batches (0 = all)")
-    eval_batch_size: int = opt(256, "batch size for evaluation")
+    max_batches: int = opt(0, "stop each epoch after this many batches (0 = all)", low=0)
+    eval_batch_size: int = opt(256, "batch size for evaluation", low=1, high=MAX_BATCH)
     progress: bool = opt(True, "tqdm progress bars")
 
 
@@ -126,42 +175,27 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-# Allowed ranges of numeric keys (checked after type coercion).
-_AT_LEAST_ONE = {"data.max_vocab", "data.min_freq", "data.seq_length", "data.num_train",
-                 "data.num_eval", "data.copy_length", "data.bptt", "model.hidden_size",
-                 "model.num_layers", "model.embed_size", "train.epochs", "train.batch_size",
-                 "train.step_epochs", "train.eval_batch_size"}
-_AT_LEAST_ONE.add("data.max_input_mb")
-_AT_LEAST_ZERO = {"data.max_length", "data.num_buckets", "data.num_workers",
-                  "model.input_projection", "model.cell_clip", "model.projection_size",
-                  "train.lr", "train.weight_decay", "train.warmup_steps", "train.clip_norm",
-                  "train.early_stopping", "train.max_batches"}
-_PROBABILITIES = {"model.dropout", "model.embedding_dropout", "model.input_dropout",
-                  "model.output_dropout", "model.weight_dropout", "model.recurrent_dropout",
-                  "model.zoneout", "model.head_dropout"}
-_UNITS = re.compile(r"\s*[0-9]*[1-9][0-9]*\s*")
+def _check_range(meta: dict, value: Any) -> str | None:
+    """What is wrong with the (coerced) ``value`` of a field with metadata ``meta``, or None."""
+    low, high, above, below = (meta.get(k) for k in ("low", "high", "above", "below"))
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if above is not None and below is not None and not above < value < below:
+        return f"must be between {above:g} and {below:g} (exclusive)"
+    if low is not None and below is not None and not low <= value < below:
+        return f"must be in [{low:g}, {below:g})"
+    if low is not None and high is not None and not low <= value <= high:
+        return f"must be at least {low:g}" if value < low else f"must be at most {high}"
+    if low is not None and high is None and not value >= low:
+        return f"must be at least {low:g}"
+    check = meta.get("check")
+    return check(value) if check else None
 
 
-def _check_range(key: str, value: Any) -> str | None:
-    """What is wrong with the (coerced) ``value`` of ``key``, or None."""
-    if key in _AT_LEAST_ONE and value < 1:
-        return "must be at least 1"
-    if key in _AT_LEAST_ZERO and not value >= 0:
-        return "must be at least 0"
-    if key in _PROBABILITIES and not 0 <= value < 1:
-        return "must be in [0, 1)"
-    if key == "data.valid_fraction" and not 0 < value < 1:
-        return "must be between 0 and 1 (exclusive)"
-    if key == "model.head_units" and not all(_UNITS.fullmatch(u) for u in value.split(",")
-                                             if u.strip()):
-        return "expected comma-separated positive integers, e.g. '256,128'"
-    return None
-
-
-def _parse(key: str, value: Any, default: Any, choices: tuple | None,
-           source: str = "") -> Any:
+def _parse(key: str, value: Any, default: Any, meta: dict, source: str = "") -> Any:
     """Coerce ``value`` (a string from the command line, or a TOML value) to the field type."""
     kind = type(default)
+    choices = meta.get("choices")
     where = f"{source}: " if source else ""
     try:
         if kind is bool:
@@ -182,17 +216,40 @@ def _parse(key: str, value: Any, default: Any, choices: tuple | None,
                 raise ValueError
             parsed = float(value)
         else:
+            if isinstance(value, (dict, list)):
+                raise ValueError
             parsed = str(value).lower() if choices else str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where}config key {key}: expected {kind.__name__}, "
                           f"got {value!r}") from None
     if choices and parsed not in choices:
         raise ConfigError(f"{where}config key {key}: {value!r} is not one of "
                           f"{', '.join(choices)}")
-    problem = _check_range(key, parsed)
+    problem = _check_range(meta, parsed)
     if problem:
         raise ConfigError(f"{where}config key {key}: {problem}, got {value!r}")
     return parsed
+
+
+def all_keys() -> list[str]:
+    """Every ``section.name`` key, in declaration order."""
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def did_you_mean(key: str) -> str:
+    """`` did you mean train.epochs?`` for a mistyped ``key`` (empty when nothing is close):
+    the same name in another section, else a close name in the same section, else a close
+    name or key anywhere."""
+    keys = all_keys()
+    by_name = {k.partition(".")[2]: k for k in keys}
+    section, _, name = key.rpartition(".")
+    if name in by_name:
+        return f"; did you mean {by_name[name]}?"
+    same = [k.partition(".")[2] for k in keys if k.startswith(f"{section}.")]
+    near = [f"{section}.{n}" for n in difflib.get_close_matches(name, same, 1, 0.6)]
+    near = near or [by_name[n] for n in difflib.get_close_matches(name, list(by_name), 1, 0.7)]
+    near = near or difflib.get_close_matches(key, keys, 1, 0.8)
+    return f"; did you mean {near[0]}?" if near else ""
 
 
 def apply_overrides(config: RunConfig, overrides: dict[str, Any], source: str) -> RunConfig:
@@ -200,17 +257,12 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any], source: str) -
     sections = {name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}
     for key, value in overrides.items():
         section, _, name = key.partition(".")
-        if section not in SECTIONS or not name:
-            raise ConfigError(f"{source}: unknown config key {key!r} "
-                              f"(keys look like data.path, model.hidden_size, train.lr)")
-        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])} \
+            if section in SECTIONS else {}
         if name not in fields:
-            near = ", ".join(sorted(n for n in fields if n[:3] == name[:3])) or \
-                ", ".join(sorted(fields))
-            raise ConfigError(f"{source}: unknown config key {key!r}; {section} keys: {near}")
+            raise ConfigError(f"{source}: unknown config key {key!r}{did_you_mean(key)}")
         f = fields[name]
-        sections[section][name] = _parse(key, value, f.default, f.metadata.get("choices"),
-                                         source)
+        sections[section][name] = _parse(key, value, f.default, f.metadata, source)
     return RunConfig(task=config.task, **{name: SECTIONS[name](**values)
                                           for name, values in sections.items()})
 
@@ -226,8 +278,10 @@ def parse_set_options(items: list[str]) -> dict[str, str]:
     return overrides
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Flatten a TOML file with ``[data]``, ``[model]``, ``[train]`` tables into dotted keys."""
+def read_toml(path: str | Path, task: str | None = None) -> dict[str, Any]:
+    """Flatten a TOML file with ``[data]``, ``[model]``, ``[train]`` tables into dotted keys.
+
+    A top-level ``task = "..."`` (as ``mxlstm config`` prints it) must equal ``task``."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -243,9 +297,21 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, table in tree.items():
         if section == "task":
+            if not isinstance(table, str):
+                raise ConfigError(f"{path}: top-level key 'task' must be a string, "
+                                  f"got {table!r}")
+            if task is not None and table != task:
+                raise ConfigError(f"{path}: the file is for task {table!r} but --task is "
+                                  f"{task!r}")
             continue
         if not isinstance(table, dict):
-            raise ConfigError(f"{path}: top-level key {section!r} must be a [section] table")
+            raise ConfigError(f"{path}: top-level key {section!r} must be a [section] table"
+                              f"{did_you_mean(section) if section not in SECTIONS else ''}")
+        if section not in SECTIONS:
+            near = difflib.get_close_matches(section, list(SECTIONS), n=1, cutoff=0.5)
+            hint = f"did you mean [{near[0]}]?" if near else \
+                f"sections are {', '.join(f'[{s}]' for s in SECTIONS)}"
+            raise ConfigError(f"{path}: unknown section [{section}]; {hint}")
         for name, value in table.items():
             flat[f"{section}.{name}"] = value
     return flat
@@ -266,15 +332,44 @@ def config_from_dict(tree: dict, source: str = "config.json") -> RunConfig:
     return apply_overrides(RunConfig(task=task), flat, source)
 
 
-def describe(config: RunConfig) -> str:
-    """Every key with its value and help text (for ``mxlstm config`` and the docs)."""
-    lines = [f"task = {config.task}"]
+def toml_value(value: Any) -> str:
+    """``value`` (bool, int, finite float or str) as a TOML literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = json.dumps(str(value), ensure_ascii=False)  # JSON escapes are valid TOML ones
+    return text.replace("\x7f", "\\u007f")
+
+
+def describe(config: RunConfig, preset: RunConfig | None = None,
+             hidden: frozenset[str] | set[str] = frozenset()) -> str:
+    """``config`` as a TOML file that ``--config`` reads back unchanged (``mxlstm config``).
+
+    Each key comes with its help text as a comment; values that differ from the defaults
+    are marked ``# preset`` (the task's preset, ``preset``) or ``# changed``. Keys in
+    ``hidden`` (those the task does not use) are left out."""
+    preset = preset or RunConfig(task=config.task)
+    lines = [f"# mxlstm configuration for task {config.task}: "
+             f"mxlstm train --task {config.task} --config FILE",
+             "# '# preset': the task's preset value, '# changed': your value (files, --set);",
+             "# unmarked keys have their defaults. Keys the task does not use are left out.",
+             f"task = {toml_value(config.task)}"]
     for section, cls in SECTIONS.items():
         lines.append(f"\n[{section}]")
-        values = getattr(config, section)
+        values, preset_values = getattr(config, section), getattr(preset, section)
         for f in dataclasses.fields(cls):
+            if f"{section}.{f.name}" in hidden:
+                continue
+            value, before = getattr(values, f.name), getattr(preset_values, f.name)
             choices = f.metadata.get("choices")
             extra = f" ({'|'.join(choices)})" if choices else ""
-            lines.append(f"{f.name} = {getattr(values, f.name)!r:<14} # {f.metadata['help']}"
-                         f"{extra}")
-    return "\n".join(lines)
+            lines.append(f"# {f.metadata['help']}{extra}")
+            mark = ""
+            if value != before:
+                mark = f"  # changed (preset {toml_value(before)})" if before != f.default \
+                    else f"  # changed (default {toml_value(f.default)})"
+            elif value != f.default:
+                mark = f"  # preset (default {toml_value(f.default)})"
+            lines.append(f"{f.name} = {toml_value(value)}{mark}")
+    return "\n".join(lines) + "\n"

@@ -31,6 +31,7 @@ from mxlstm.models import SequenceModel
 from mxlstm.recurrent import RecurrentLayer
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+HAS_ONNX = HAS_ORT and importlib.util.find_spec("onnx") is not None  # both: `make onnx`
 
 
 @pytest.fixture(scope="session")
@@ -225,25 +226,50 @@ def test_cli_export_and_predict(base, tmp_path, capsys):
     assert all(abs(sum(line["probabilities"].values()) - 1) < 1e-6 for line in lines)
 
 
-def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys, monkeypatch):
-    prefix, run = exported(base, "digits"), tiny_run(base, "vowels")  # ONNX: lengths vary
-    # a fresh `mxlstm` process logs warnings only; drop the train-log handlers of this one
+def _one_error_line(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("mxlstm: error:"), err
+    return err[0]
+
+
+@pytest.fixture
+def quiet_root(monkeypatch, capsys):
+    """A fresh `mxlstm` process logs warnings only: drop the train-log handlers of this one."""
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers",
                         [h for h in root.handlers if not getattr(h, "_mxlstm", False)])
     capsys.readouterr()
+
+
+def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys, quiet_root):
+    prefix, run = exported(base, "digits"), tiny_run(base, "vowels")
+    capsys.readouterr()
     np.save(tmp_path / "bad.npy", np.zeros((2, 8, 7)))
     cases = [["predict", "--model", str(prefix), "--input", str(tmp_path / "bad.npy")],
              ["predict", "--model", str(tmp_path / "nothing"), "--input", str(tmp_path)],
-             ["export", "--model", str(run), "--out", str(tmp_path / "o"), "--onnx"],
              ["export", "--model", str(run), "--out", str(tmp_path / "f"), "--fixed-length"]]
-    messages = ["expects 8", "missing exported file", "ONNX export refused",
-                "cannot export with --fixed-length"]
+    messages = ["expects 8", "missing exported file", "cannot export with --fixed-length"]
     for argv, message in zip(cases, messages):
-        assert main(argv) == 2
-        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-        assert len(err) == 1 and err[0].startswith("mxlstm: error:") and message in err[0]
+        assert message in _one_error_line(argv, capsys)
     proc = subprocess.run([sys.executable, "-m", "mxlstm.cli"] + cases[0], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("mxlstm: error:")
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (make onnx)")
+def test_cli_onnx_refusal_exits_2_with_one_line(base, tmp_path, capsys, quiet_root):
+    run = tiny_run(base, "vowels")  # ONNX: lengths vary
+    capsys.readouterr()
+    argv = ["export", "--model", str(run), "--out", str(tmp_path / "o"), "--onnx"]
+    assert "ONNX export refused" in _one_error_line(argv, capsys)
+
+
+@pytest.mark.skipif(HAS_ONNX, reason="onnx and onnxruntime are installed")
+def test_cli_onnx_without_runtime_exits_2_saying_how_to_install(base, tmp_path, capsys,
+                                                                quiet_root):
+    run = tiny_run(base, "vowels")
+    capsys.readouterr()
+    argv = ["export", "--model", str(run), "--out", str(tmp_path / "o"), "--onnx"]
+    assert "install them with: " in _one_error_line(argv, capsys)

@@ -324,7 +324,7 @@ def _cases() -> dict[str, Case]:
         [f"{t / 'run.toml'}: config key train.epochs: expected int, got 2.5"])
     c["toml-unknown-key"] = lambda t, r: (
         toml(t, "[model]\nhidden = 64\n"),
-        [f"{t / 'run.toml'}: unknown config key 'model.hidden'; model keys: hidden_size"])
+        [f"{t / 'run.toml'}: unknown config key 'model.hidden'; did you mean model.hidden_size?"])
     c["toml-syntax-error"] = lambda t, r: (
         toml(t, "[model\nhidden_size = 64\n"), [f"{t / 'run.toml'}: not valid TOML"])
     c["toml-section-not-a-table"] = lambda t, r: (
