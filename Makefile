@@ -15,7 +15,8 @@ $(STAMP): setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mxlstm needs Python 3.11, got " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	PYTHONWARNINGS='ignore:Editable installation:UserWarning' \
+		$(BIN)/python -m pip install --quiet -e '.[test,plot]' $(NUMPY_PIN)
 	touch $(STAMP)
 
 train: $(STAMP)

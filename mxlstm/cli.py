@@ -68,9 +68,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     report = runs.train(cfg, args.out, resume=args.resume, debug=args.debug,
                         extend_epochs=args.extend_epochs, explicit=config_sources(args))
+    from mxlstm.training.summary import summary_lines
+
     if report.get("already_finished"):
         print(f"mxlstm: {args.out}: the run is finished ({report.get('epochs_run')} epochs); "
               f"nothing to train (--extend-epochs N trains N more)", file=sys.stderr)
+    elif not getattr(args, "quiet", False):
+        print("\n".join(summary_lines(report, args.out)), file=sys.stderr)
     test = report["test"]
     shown = {k: v for k, v in test.items() if k != "confusion"}
     print(json.dumps({"task": cfg.task, "out": args.out, "best_epoch": report["best_epoch"],
@@ -83,6 +87,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = runs.evaluate(args.model, args.data, args.test_data)
     print(json.dumps(result))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mxlstm.training.report_page import write_report_page
+
+    page, figures = write_report_page(args.run)
+    if not figures:
+        print("mxlstm: no figures drawn (matplotlib is missing, or the run has no epochs "
+              "yet): pip install 'mxlstm[plot]'", file=sys.stderr)
+    print(json.dumps({"page": str(page), "figures": [str(f) for f in figures]}))
     return 0
 
 
@@ -151,12 +166,53 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mxlstm", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+EXAMPLES = {
+    "train": ["mxlstm train --task digits --out runs/digits",
+              "mxlstm train --task text --data my.tsv --out runs/mine",
+              "mxlstm train --task digits --out runs/digits --resume --extend-epochs 10"],
+    "evaluate": ["mxlstm evaluate --model runs/digits",
+                 "mxlstm evaluate --model runs/vowels --data other.ts"],
+    "report": ["mxlstm report runs/digits   # then open runs/digits/report.html"],
+    "config": ["mxlstm config --task lm > run.toml",
+               "mxlstm train --task lm --config run.toml --out runs/lm"],
+    "export": ["mxlstm export --model runs/digits --out export/digits",
+               "mxlstm export --model runs/digits --out export/digits-fixed --fixed-length"],
+    "predict": ["mxlstm predict --model export/digits --input rows.npy",
+                "cat reviews.txt | mxlstm predict --model export/text --input -"],
+    "launch": ["mxlstm launch -n 2 -s 1 -- mxlstm train --task digits --out runs/dist"],
+}
 
-    p = sub.add_parser("train", help="train a task into an output directory")
+
+def _version() -> str:
+    from importlib import metadata
+
+    from mxlstm import __version__
+
+    try:
+        mxnet = metadata.version("mxnet")
+    except metadata.PackageNotFoundError:
+        mxnet = "not installed"
+    return f"mxlstm {__version__} (mxnet {mxnet}, Python {sys.version.split()[0]})"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mxlstm", description="Train LSTM sequence models on MXNet, look at the runs, "
+        "export and serve them. Every command prints one line 'mxlstm: error: ...' and "
+        "exits 2 on bad input.", epilog="Help of one command: mxlstm COMMAND --help")
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    def add(name: str, **kwargs) -> argparse.ArgumentParser:
+        """A subcommand whose --help ends with examples."""
+        lines = EXAMPLES.get(name)
+        if lines:
+            kwargs.setdefault("epilog", "examples:\n" + "\n".join("  " + x for x in lines))
+            kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("description", kwargs.get("help"))
+        return sub.add_parser(name, **kwargs)
+
+    p = add("train", help="train a task into an output directory")
     _add_config_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--resume", action="store_true",
@@ -167,25 +223,32 @@ def make_parser() -> argparse.ArgumentParser:
                         "(the learning-rate schedule is rebuilt for the new total)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test metrics of a trained model directory")
-    p.add_argument("--model", required=True, metavar="DIR")
+    p = add("evaluate", help="test metrics of a trained model directory")
+    p.add_argument("--model", required=True, metavar="RUN_DIR",
+                   help="a run directory made by mxlstm train --out (not an export prefix)")
     p.add_argument("--data", metavar="PATH", help="evaluate on this file instead")
     p.add_argument("--test-data", metavar="PATH", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("bench", help="throughput benchmarks (python -m mxlstm.bench ...)",
+    p = add("report", help="(re)draw the figures of a run and write its "
+                       "report.html, one self-contained page to open in a browser")
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory (mxlstm train --out)")
+    p.set_defaults(func=cmd_report)
+
+    p = add("bench", help="throughput benchmarks (python -m mxlstm.bench ...)",
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER,
                    help="run | roof | profile | all | setup-torch, and their options")
 
-    p = sub.add_parser("config", help="print the effective configuration as a TOML file "
+    p = add("config", help="print the effective configuration as a TOML file "
                        "for --config (the keys the task uses, with help)")
     _add_config_options(p)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("export", help="export a trained model for deployment "
+    p = add("export", help="export a trained model for deployment "
                        "(PREFIX-symbol.json, PREFIX-0000.params, PREFIX-meta.json)")
-    p.add_argument("--model", required=True, metavar="DIR", help="trained model directory")
+    p.add_argument("--model", required=True, metavar="RUN_DIR",
+                   help="a run directory made by mxlstm train --out")
     p.add_argument("--out", required=True, metavar="PREFIX", help="prefix of the files")
     p.add_argument("--tag", default="best", help="checkpoint to export (best, latest, ...)")
     p.add_argument("--streaming", action="store_true",
@@ -197,7 +260,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="also write PREFIX.onnx (opset 13) where the conversion is exact")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="predict raw inputs with an exported model")
+    p = add("predict", help="predict raw inputs with an exported model")
     p.add_argument("--model", required=True, metavar="PREFIX",
                    help="export prefix (mxlstm export --out PREFIX), not a run directory")
     p.add_argument("--input", required=True, metavar="FILE",
@@ -219,7 +282,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="refuse larger input files (default %(default)g)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("launch", help="run a command as the workers of a local "
+    p = add("launch", help="run a command as the workers of a local "
                        "parameter-server job (kvstore dist_sync)",
                        usage="mxlstm launch [-n N] [-s S] [--port P] [--timeout SEC] "
                              "[--finish-grace SEC] [--stall-timeout SEC] "

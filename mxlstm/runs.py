@@ -39,7 +39,8 @@ from mxlstm.training.checkpoint import (
     write_atomic,
 )
 from mxlstm.training.config import RunConfig, apply_overrides, config_from_dict
-from mxlstm.training.log import plot_confusion, plot_curves, setup_logging, write_report
+from mxlstm.training.figures import draw_run_figures
+from mxlstm.training.log import setup_logging, write_report
 from mxlstm.training.rundir import (
     FINGERPRINTS,
     RunLock,
@@ -313,7 +314,8 @@ def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fing
     report = {
         "task": cfg.task, "mxlstm": __version__, "mxnet": mx.__version__,
         "seed": cfg.train.seed, "best_epoch": state["best_epoch"],
-        "epochs_run": state["epoch"], "monitor": fitter.monitor,
+        "epochs_run": state["epoch"], "epochs_planned": cfg.train.epochs,
+        "stopped_early": bool(state.get("stopped_early")), "monitor": fitter.monitor,
         "best_valid": state["best"], "test": test,
         "parameters": count_parameters(prepared.model),
         "counts": prepared.meta.get("counts"), "seconds": round(time.time() - started, 1),
@@ -324,10 +326,7 @@ def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fing
     except OSError as err:
         raise TrainingError(f"{out / 'report.json'}: cannot write ({error_reason(err)})") \
             from None
-    plot_curves(out / "metrics.jsonl", out / "curves.png")
-    if "confusion" in test:
-        plot_confusion(np.array(test["confusion"]), prepared.meta["label_names"],
-                       out / "confusion.png")
+    draw_run_figures(out)
     return report
 
 
