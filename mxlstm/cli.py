@@ -67,13 +67,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     report = runs.train(cfg, args.out, resume=args.resume, debug=args.debug,
-                        extend_epochs=args.extend_epochs, explicit=config_sources(args))
+                        extend_epochs=args.extend_epochs, explicit=config_sources(args),
+                        progress=args.progress, quiet=args.quiet)
     from mxlstm.training.summary import summary_lines
 
     if report.get("already_finished"):
         print(f"mxlstm: {args.out}: the run is finished ({report.get('epochs_run')} epochs); "
               f"nothing to train (--extend-epochs N trains N more)", file=sys.stderr)
-    elif not getattr(args, "quiet", False):
+    elif not args.quiet:
         print("\n".join(summary_lines(report, args.out)), file=sys.stderr)
     test = report["test"]
     shown = {k: v for k, v in test.items() if k != "confusion"}
@@ -221,6 +222,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--extend-epochs", type=_positive_int, default=0, metavar="N",
                    help="with --resume: train N epochs more than the run was configured for "
                         "(the learning-rate schedule is rebuilt for the new total)")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bars per phase: auto = only on a terminal (else a status "
+                        "line in the log every 30 s)")
+    p.add_argument("--quiet", action="store_true",
+                   help="only warnings and errors on stderr (stdout keeps its JSON line)")
     p.set_defaults(func=cmd_train)
 
     p = add("evaluate", help="test metrics of a trained model directory")

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxnet as mx
@@ -41,6 +42,7 @@ from mxlstm.training.checkpoint import (
 from mxlstm.training.config import RunConfig, apply_overrides, config_from_dict
 from mxlstm.training.figures import draw_run_figures
 from mxlstm.training.log import setup_logging, write_report
+from mxlstm.training.progress import Progress
 from mxlstm.training.rundir import (
     FINGERPRINTS,
     RunLock,
@@ -184,14 +186,29 @@ def init_model(prepared, contexts) -> None:
     prepared.model.hybridize(static_alloc=True)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out (none of it changes what is computed)."""
+
+    resume: bool = False
+    debug: bool = False
+    extend_epochs: int = 0
+    explicit: list[tuple[dict, str]] | None = None  # the keys the user gave, for resume
+    progress: str = "auto"  # bars: auto (on a terminal) | on | off
+    quiet: bool = False  # warnings and errors only on stderr
+
+
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = False,
-          extend_epochs: int = 0, explicit: list[tuple[dict, str]] | None = None) -> dict:
+          extend_epochs: int = 0, explicit: list[tuple[dict, str]] | None = None,
+          progress: str = "auto", quiet: bool = False) -> dict:
     """Train ``cfg.task`` into ``out``; returns the final report (also ``report.json``).
 
     ``resume`` continues the run recorded in ``out`` exactly (see :func:`resume_config`;
     ``extend_epochs`` adds epochs and rebuilds the schedule for the new total). A finished
     run is not trained again: its report is returned (``report["already_finished"]``).
+    ``progress`` / ``quiet``: see :mod:`mxlstm.training.progress`.
     """
+    options = RunOptions(resume, debug, extend_epochs, explicit, progress, quiet)
     out = Path(out)
     kvstore, shard = _kvstore(cfg)
     if shard[1] > 1:  # each distributed worker keeps its own run directory
@@ -203,19 +220,18 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     if out.is_dir():
         lock.acquire()  # a second process into the same directory stops here
     try:
-        return _train_locked(cfg, out, resume, debug, extend_epochs, explicit, kvstore,
-                             shard, lock)
+        return _train_locked(cfg, out, options, kvstore, shard, lock)
     finally:
         lock.release()
 
 
-def _train_locked(cfg, out: Path, resume: bool, debug: bool, extend_epochs: int,
-                  explicit, kvstore, shard, lock: RunLock) -> dict:
+def _train_locked(cfg, out: Path, options: RunOptions, kvstore, shard, lock: RunLock) -> dict:
+    resume, extend_epochs = options.resume, options.extend_epochs
     status = run_status(out) if out.is_dir() else None
     start = None
     if resume and status is not None and status.has_config:
         refuse_lost_run(out, status)
-        cfg = resume_config(out, cfg, explicit, extend_epochs)
+        cfg = resume_config(out, cfg, options.explicit, extend_epochs)
         start = status.checkpoint
         if start is not None:
             _require_best(out, start)
@@ -249,7 +265,7 @@ def _train_locked(cfg, out: Path, resume: bool, debug: bool, extend_epochs: int,
             _check_new_run(out, status)
     try:
         return _fit_and_report(cfg, out, prepared, contexts, kvstore, fingerprint, start,
-                               bool(extend_epochs), started, debug)
+                               started, options)
     except BaseException:
         if start is None:  # nothing of an earlier run is here: leave no half-made run
             remove_unstarted(out, created)
@@ -291,8 +307,8 @@ def _finished_report(out: Path) -> dict | None:
 
 
 def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fingerprint: dict,
-                    start: Path | None, extended: bool, started: float, debug: bool) -> dict:
-    setup_logging(out, debug=debug)
+                    start: Path | None, started: float, options: RunOptions) -> dict:
+    setup_logging(out, debug=options.debug, quiet=options.quiet)
     files = {"config.json": cfg.to_json(), "meta.json": json.dumps(prepared.meta, indent=2),
              **prepared.files}
     for name, text in files.items():
@@ -300,17 +316,19 @@ def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fing
     _write_output(out / FINGERPRINTS, json.dumps(fingerprint, indent=1))
     log.info("task %s: %s; training on %s", cfg.task, prepared.meta.get("counts"),
              ", ".join(str(c) for c in contexts))
+    mode = options.progress if cfg.train.progress else "off"
     fitter = Fitter(prepared.model, prepared.objective, cfg.train, out, contexts, files,
-                    kvstore=kvstore)
+                    kvstore=kvstore, progress=Progress(mode, quiet=options.quiet))
     state = fitter.fit(prepared.train_loader, prepared.valid_loader,
-                       prepared.steps_per_epoch, start=start, extended=extended)
+                       prepared.steps_per_epoch, start=start,
+                       extended=bool(options.extend_epochs))
     best = find_checkpoint(out, "best")
     if best is None:
         raise ModelFileError(f"{out / 'checkpoints' / 'best'}: missing or invalid, so the "
                              f"test metrics of the best epoch cannot be computed (the latest "
                              f"checkpoint is kept; evaluate it with --tag latest)")
     load_checkpoint(best, prepared.model, None, ctx=contexts)
-    test = fitter.evaluate(prepared.test_loader)
+    test = fitter.evaluate(prepared.test_loader, "test")
     report = {
         "task": cfg.task, "mxlstm": __version__, "mxnet": mx.__version__,
         "seed": cfg.train.seed, "best_epoch": state["best_epoch"],

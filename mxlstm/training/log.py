@@ -242,10 +242,11 @@ def plot_confusion(matrix, label_names: Sequence[str] | None, png_path: PathLike
     return True
 
 
-def setup_logging(run_dir: PathLike, debug: bool = False) -> Path:
+def setup_logging(run_dir: PathLike, debug: bool = False, quiet: bool = False) -> Path:
     """Log to stderr (concise: ``HH:MM:SS L message``) and to ``run_dir/train.log``.
 
-    Level INFO, or DEBUG for mxlstm's own loggers with ``debug``.  Calling it again replaces
+    Level INFO, or DEBUG for mxlstm's own loggers with ``debug``; ``quiet`` shows only
+    warnings and errors on stderr (``train.log`` keeps everything).  Calling it again replaces
     the handlers it installed before.  Returns the path of ``train.log`` (appended to).
     """
     run_dir = Path(run_dir)
@@ -262,7 +263,7 @@ def setup_logging(run_dir: PathLike, debug: bool = False) -> Path:
     file = logging.FileHandler(log_file, encoding="utf-8")
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for handler in (stream, file):
-        handler.setLevel(level)
+        handler.setLevel(logging.WARNING if quiet and handler is stream else level)
         handler._mxlstm = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:

@@ -20,7 +20,6 @@ import gluonnlp
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
-from tqdm import tqdm
 
 from mxlstm.data.batching import to_context
 from mxlstm.errors import ConfigError, TrainingError, error_reason
@@ -36,6 +35,7 @@ from mxlstm.training.consensus import agree_on_start
 from mxlstm.training.log import MetricsLog
 from mxlstm.training.metrics import is_better
 from mxlstm.training.objectives import Objective
+from mxlstm.training.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class Fitter:
 
     def __init__(self, model: gluon.HybridBlock, objective: Objective, cfg: TrainConfig,
                  run_dir: str | Path, contexts: list[mx.Context],
-                 checkpoint_files: dict[str, str] | None = None, kvstore: Any = None) -> None:
+                 checkpoint_files: dict[str, str] | None = None, kvstore: Any = None,
+                 progress: Progress | None = None) -> None:
         self.model = model
         self.kvstore = cfg.kvstore if kvstore is None else kvstore
         self.objective = objective
@@ -120,6 +121,8 @@ class Fitter:
         self.checkpoint_files = checkpoint_files or {}
         self.monitor = cfg.monitor or objective.monitor
         self.trainer: gluon.Trainer | None = None
+        self.progress = progress or Progress("auto" if cfg.progress else "off")
+        self._steps: int | None = None
 
     def check_monitor(self) -> None:
         """Refuse a ``train.monitor`` the validation metrics will not have (before any
@@ -170,11 +173,16 @@ class Fitter:
         return total, count
 
     # -- evaluation -------------------------------------------------------------------
-    def evaluate(self, loader) -> dict:
-        """Metrics of the model on ``loader`` (no dropout, no gradients)."""
+    def evaluate(self, loader, phase: str = "validate", epoch: int | None = None) -> dict:
+        """Metrics of the model on ``loader`` (no dropout, no gradients); ``phase`` names
+        the progress bar (``validate`` / ``test``)."""
         metrics = self.objective.new_metrics()
         self.objective.begin_epoch(self.contexts)
-        for batch in loader:
+        try:
+            total = len(loader)
+        except TypeError:
+            total = None
+        for batch in self.progress.phase(loader, phase, total, epoch):
             for i, shard in enumerate(self._split(batch)):
                 loss, outputs = self.objective.forward(self.model, shard, i)
                 self.objective.update_metrics(metrics, shard, outputs, loss)
@@ -204,6 +212,7 @@ class Fitter:
         all. A state that is already finished trains nothing.
         """
         self.make_trainer(steps_per_epoch)
+        self._steps = steps_per_epoch
         state = {"epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                  "bad_epochs": 0, "history": [], "stopped_early": False}
         # dist workers must start from one epoch; checked before the checkpoint's optimizer
@@ -219,47 +228,54 @@ class Fitter:
         metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
         metrics_log.rewrite(state["history"])
         state["epochs_planned"] = self.cfg.epochs
-        while state["epoch"] < self.cfg.epochs and not state["stopped_early"]:
-            epoch = state["epoch"]
-            record = self._train_epoch(train_loader, epoch, state)
-            record.update({f"valid_{k}": v for k, v in self.evaluate(valid_loader).items()
-                           if k != "confusion"})
-            record["lr"] = self.trainer.learning_rate
-            record["main_metric"] = f"valid_{self.monitor}"
-            state["epoch"] = epoch + 1
-            state["stopped_early"] = self._after_epoch(state, record)
-            state["history"].append(record)
-            self._checkpoint(state, record)  # first the checkpoint, then its metrics line
-            metrics_log.write(record)
-            log.info("epoch %d: train loss %.4f, valid %s %.4f%s", epoch + 1,
-                     record["train_loss"], self.monitor, record[f"valid_{self.monitor}"],
-                     " (best)" if state["best_epoch"] == epoch + 1 else "")
-            if state["stopped_early"]:
-                log.info("early stopping: no improvement for %d epochs", state["bad_epochs"])
+        with self.progress.session(self.cfg.epochs):
+            while state["epoch"] < self.cfg.epochs and not state["stopped_early"]:
+                self._epoch(train_loader, valid_loader, state, metrics_log)
         return state
+
+    def _epoch(self, train_loader, valid_loader, state: dict, metrics_log: MetricsLog) -> None:
+        """Train one epoch, validate, checkpoint, log."""
+        epoch = state["epoch"]
+        started = time.perf_counter()
+        record = self._train_epoch(train_loader, epoch, state)
+        record.update({f"valid_{k}": v for k, v in
+                       self.evaluate(valid_loader, "validate", epoch).items()
+                       if k != "confusion"})
+        self.progress.end_epoch(time.perf_counter() - started)
+        record["lr"] = self.trainer.learning_rate
+        record["main_metric"] = f"valid_{self.monitor}"
+        state["epoch"] = epoch + 1
+        state["stopped_early"] = self._after_epoch(state, record)
+        state["history"].append(record)
+        self._checkpoint(state, record)  # first the checkpoint, then its metrics line
+        metrics_log.write(record)
+        log.info("epoch %d: train loss %.4f, valid %s %.4f%s", epoch + 1,
+                 record["train_loss"], self.monitor, record[f"valid_{self.monitor}"],
+                 " (best)" if state["best_epoch"] == epoch + 1 else "")
+        if state["stopped_early"]:
+            log.info("early stopping: no improvement for %d epochs", state["bad_epochs"])
 
     def _train_epoch(self, loader, epoch: int, state: dict) -> dict:
         seed_everything(self.cfg.seed, epoch)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         self.objective.begin_epoch(self.contexts)
-        total, count, items, start = 0.0, 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
-                   disable=not self.cfg.progress, mininterval=1.0, unit="batch")
+        loss_sum, count, items, start = 0.0, 0.0, 0, time.perf_counter()
+        bar = self.progress.phase(loader, "train", self._steps, epoch)
         for index, batch in enumerate(bar):
             if self.cfg.max_batches and index >= self.cfg.max_batches:
                 break
             loss, n = self.train_step(batch, state["global_step"] + 1)
             state["global_step"] += 1
             if n:
-                total, count = total + loss, count + n
+                loss_sum, count = loss_sum + loss, count + n
             items += batch[0].shape[0]
-            bar.set_postfix(loss=f"{total / max(count, 1):.4f}",
-                            seq_s=f"{items / (time.perf_counter() - start):.0f}", refresh=False)
+            bar.set(loss=f"{loss_sum / max(count, 1):.4f}",
+                    seq_s=f"{items / (time.perf_counter() - start):.0f}")
         bar.close()
         seconds = time.perf_counter() - start
         return {"epoch": epoch + 1, "step": state["global_step"],
-                "train_loss": total / max(count, 1), "seconds": seconds,
+                "train_loss": loss_sum / max(count, 1), "seconds": seconds,
                 "sequences_per_second": items / max(seconds, 1e-9)}
 
     def _after_epoch(self, state: dict, record: dict) -> bool:
