@@ -22,6 +22,8 @@ import mxnet as mx
 import numpy as np
 
 from mxlstm import __version__, tasks
+from mxlstm.blocks.models import count_parameters
+from mxlstm.config import RunConfig, apply_overrides, config_from_dict
 from mxlstm.data.fileio import recording_reads
 from mxlstm.errors import (
     ConfigError,
@@ -31,14 +33,12 @@ from mxlstm.errors import (
     error_reason,
 )
 from mxlstm.launch import announce_rank
-from mxlstm.models import count_parameters
 from mxlstm.training.checkpoint import (
     checkpoint_epoch,
     find_checkpoint,
     load_checkpoint,
     write_atomic,
 )
-from mxlstm.training.config import RunConfig, apply_overrides, config_from_dict
 from mxlstm.training.log import plot_confusion, plot_curves, setup_logging, write_report
 from mxlstm.training.rundir import (
     FINGERPRINTS,

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from mxnet.gluon import HybridBlock
 
-from mxlstm import fused as fused_ops
-from mxlstm.recurrent import RecurrentLayer
-from mxlstm.sequence import zeros_like_state
+from mxlstm.blocks import _fused as fused_ops
+from mxlstm.blocks._sequence import zeros_like_state
+from mxlstm.blocks.recurrent import RecurrentLayer
 
 
 class StatefulLanguageModel(HybridBlock):
-    """A :class:`~mxlstm.models.LanguageModel` with its states as separate graph inputs.
+    """A :class:`~mxlstm.blocks.models.LanguageModel` with its states as separate graph inputs.
 
     Inputs: ids ``(N, T)``, then each state ``(L, N, H)``. Outputs: logits ``(N, T, V)``,
     then the new states.
@@ -41,9 +41,9 @@ class StatefulLanguageModel(HybridBlock):
 
 
 class StreamingSequenceModel(HybridBlock):
-    """A trained unidirectional :class:`~mxlstm.models.SequenceModel` run chunk by chunk.
+    """A trained unidirectional :class:`~mxlstm.blocks.models.SequenceModel` run chunk by chunk.
 
-    The encoder is a new :class:`~mxlstm.recurrent.RecurrentLayer` built with
+    The encoder is a new :class:`~mxlstm.blocks.recurrent.RecurrentLayer` built with
     ``return_states=True`` that *shares* the trained layer's Parameter objects (same
     prefix, ``params=`` the trained ``ParameterDict``); embedding, projection and head are
     the trained blocks themselves. The head is applied at every step, so with
@@ -99,7 +99,7 @@ def data_length(prepared) -> tuple[int | None, int, int]:
 
 
 class LayerwiseFused(HybridBlock):
-    """A trained :class:`~mxlstm.recurrent.RecurrentLayer` (inference only, every row read
+    """A trained :class:`~mxlstm.blocks.recurrent.RecurrentLayer` (inference only, every row read
     to its end) as one 1-layer fused ``RNN`` op per layer, on the trained layer's own
     Parameter objects.
 

@@ -33,6 +33,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
+from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.deploy.export import (
     TOLERANCE,
     _rename_inputs,
@@ -43,7 +44,6 @@ from mxlstm.deploy.export import (
 )
 from mxlstm.deploy.graphs import FixedLengthModel, LayerwiseFused, data_length
 from mxlstm.errors import ModelFileError, MxlstmError
-from mxlstm.recurrent import RecurrentLayer
 
 ONNX_OPSET = 13
 NUMPY_PIN = "'numpy>=1.21,<1.24'"

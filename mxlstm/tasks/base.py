@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 from mxnet import gluon
 
+from mxlstm.blocks.models import SequenceModel
+from mxlstm.config import RunConfig
 from mxlstm.data.augment import AugmentedDataset
 from mxlstm.data.augment_spec import build_augmentation
 from mxlstm.data.batching import make_loader
 from mxlstm.errors import ConfigError, DataError
-from mxlstm.models import SequenceModel
-from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Objective
 
 # Keys only some tasks read. Each task module's ``IGNORED`` maps its task names to the keys

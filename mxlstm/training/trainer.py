@@ -22,6 +22,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
+from mxlstm.config import TrainConfig
 from mxlstm.data.batching import to_context
 from mxlstm.errors import ConfigError, TrainingError, error_reason
 from mxlstm.training.checkpoint import (
@@ -31,7 +32,6 @@ from mxlstm.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from mxlstm.training.config import TrainConfig
 from mxlstm.training.consensus import agree_on_start
 from mxlstm.training.log import MetricsLog
 from mxlstm.training.metrics import is_better

@@ -19,6 +19,8 @@ import pytest
 from test_predictor import exported, live_classifier, probs, tiny_run
 
 from mxlstm import runs
+from mxlstm.blocks.models import SequenceModel
+from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.cli import main
 from mxlstm.data.sources import NormalizationStats, load_digits
 from mxlstm.deploy import export as export_module
@@ -27,8 +29,6 @@ from mxlstm.deploy.graphs import FixedLengthModel, LayerwiseFused
 from mxlstm.deploy.onnx_export import export_onnx
 from mxlstm.deploy.predictor import InputError, Predictor
 from mxlstm.errors import ModelFileError, MxlstmError
-from mxlstm.models import SequenceModel
-from mxlstm.recurrent import RecurrentLayer
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAS_ONNX = HAS_ORT and importlib.util.find_spec("onnx") is not None  # both: `make onnx`

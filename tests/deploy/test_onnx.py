@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from test_predictor import exported, softmax, tiny_run
 
+from mxlstm.blocks.models import LanguageModel, SequenceModel
 from mxlstm.cli import main
 from mxlstm.data.sources import load_digits
 from mxlstm.deploy.onnx_export import ONNX_OPSET, export_onnx, onnx_refusal
 from mxlstm.deploy.predictor import Predictor
 from mxlstm.errors import ModelFileError
-from mxlstm.models import LanguageModel, SequenceModel
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from mxlstm import runs
+from mxlstm.config import apply_overrides
 from mxlstm.data.fileio import embedded_path, read_lines, read_text
 from mxlstm.data.sources import NormalizationStats, load_digits, load_ts
 from mxlstm.data.text import encode, load_movie_reviews, tokenize
@@ -26,7 +27,6 @@ from mxlstm.deploy import predictor as standalone
 from mxlstm.deploy.export import export_model
 from mxlstm.deploy.latency import measure_latency
 from mxlstm.tasks import default_config
-from mxlstm.training.config import apply_overrides
 
 TINY = {"train.epochs": 1, "train.max_batches": 2, "model.hidden_size": 16,
         "train.progress": False, "train.eval_batch_size": 64}

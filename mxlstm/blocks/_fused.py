@@ -3,14 +3,14 @@
 The operator takes all weights as one flat vector: every layer's and direction's
 ``i2h_weight, h2h_weight`` (order ``l0, r0, l1, r1, ...``), then all biases in the same
 order — the packing ``gluon.rnn.LSTM`` uses, so the layer's parameters are exactly a
-``gluon.rnn.LSTM``'s. The caller (:class:`mxlstm.recurrent.RecurrentLayer`) has already
+``gluon.rnn.LSTM``'s. The caller (:class:`mxlstm.blocks.recurrent.RecurrentLayer`) has already
 checked that this path is exact for the call.
 """
 
 from __future__ import annotations
 
-from mxlstm.regularize import drop_weights
-from mxlstm.sequence import length_mask, reverse_time, zeros_like_state
+from mxlstm.blocks._sequence import length_mask, reverse_time, zeros_like_state
+from mxlstm.blocks.regularize import drop_weights
 
 
 def pack_params(F, layer, params: dict, layers, directions):

@@ -1,11 +1,11 @@
 """Recurrent layers: run a cell over time, stacked and bidirectional, with exact lengths.
 
-A layer owns time, masks, states and direction; the cell (:mod:`mxlstm.cells`) owns one
+A layer owns time, masks, states and direction; the cell (:mod:`mxlstm.blocks.cells`) owns one
 step. There is one parameter layout (MXNet's fused one: ``l0_i2h_weight``,
 ``r0_h2h_bias``, ...) and two ways to run it:
 
 * **fused** — MXNet's ``RNN`` operator (oneDNN on CPU, cuDNN on GPU), see
-  :mod:`mxlstm.fused`. Used when it computes exactly what the cells would.
+  :mod:`mxlstm.blocks._fused`. Used when it computes exactly what the cells would.
 * **cells** — the gate-level path: the input projection of all steps in one matrix
   product, then ``F.contrib.foreach`` over time, so one hybridized graph serves any ``T``.
 
@@ -29,11 +29,11 @@ from typing import Any
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from mxlstm import fused as fused_ops
-from mxlstm.cells import RecurrentCell, make_cell
+from mxlstm.blocks import _fused as fused_ops
+from mxlstm.blocks._sequence import length_mask, reverse_time, zeros_like_state
+from mxlstm.blocks.cells import RecurrentCell, make_cell
+from mxlstm.blocks.regularize import check_rate, drop_weights, variational_mask, zoneout
 from mxlstm.errors import ConfigError
-from mxlstm.regularize import check_rate, drop_weights, variational_mask, zoneout
-from mxlstm.sequence import length_mask, reverse_time, zeros_like_state
 
 log = logging.getLogger(__name__)
 
@@ -290,21 +290,21 @@ class RecurrentLayer(HybridBlock):
 
 
 class LSTM(RecurrentLayer):
-    """:class:`RecurrentLayer` of :class:`~mxlstm.cells.LSTMCell` (states ``[h, c]``)."""
+    """:class:`RecurrentLayer` of :class:`~mxlstm.blocks.cells.LSTMCell` (states ``[h, c]``)."""
 
     def __init__(self, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
         super().__init__("lstm", hidden_size, num_layers, **kwargs)
 
 
 class GRU(RecurrentLayer):
-    """:class:`RecurrentLayer` of :class:`~mxlstm.cells.GRUCell` (states ``[h]``)."""
+    """:class:`RecurrentLayer` of :class:`~mxlstm.blocks.cells.GRUCell` (states ``[h]``)."""
 
     def __init__(self, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
         super().__init__("gru", hidden_size, num_layers, **kwargs)
 
 
 class RNN(RecurrentLayer):
-    """:class:`RecurrentLayer` of :class:`~mxlstm.cells.RNNCell` (states ``[h]``)."""
+    """:class:`RecurrentLayer` of :class:`~mxlstm.blocks.cells.RNNCell` (states ``[h]``)."""
 
     def __init__(self, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
         super().__init__("rnn", hidden_size, num_layers, **kwargs)

@@ -16,10 +16,10 @@ from typing import Any
 from mxnet import gluon
 from mxnet.gluon import HybridBlock, nn
 
+from mxlstm.blocks._sequence import length_mask
+from mxlstm.blocks.recurrent import RecurrentLayer
+from mxlstm.blocks.regularize import EmbeddingDropout, LockedDropout
 from mxlstm.errors import ConfigError
-from mxlstm.recurrent import RecurrentLayer
-from mxlstm.regularize import EmbeddingDropout, LockedDropout
-from mxlstm.sequence import length_mask
 
 POOLINGS = ("last", "mean", "max")
 
@@ -67,7 +67,7 @@ class SequenceModel(HybridBlock):
     per_step : bool
         Outputs for every step ``(N, T, K)`` (sequence to sequence) instead of pooling.
     **encoder
-        :class:`~mxlstm.recurrent.RecurrentLayer` options (``cell_type``, ``hidden_size``,
+        :class:`~mxlstm.blocks.recurrent.RecurrentLayer` options (``cell_type``, ``hidden_size``,
         ``num_layers``, ``bidirectional``, ``dropout``, ``fused``, ...).
 
     Inputs: ``x``, ``valid_length (N,)`` (float or int; ``T`` for fixed-length data).
