@@ -42,14 +42,7 @@ from mxnet import gluon
 from mxnet.gluon import HybridBlock
 
 from mxlstm import __version__
-from mxlstm.deploy.graphs import (
-    FixedLengthModel,
-    LayerwiseFused,
-    StatefulLanguageModel,
-    StreamingSequenceModel,
-    data_length,
-    streaming_refusal,
-)
+from mxlstm.deploy.graphs import data_length, fixed_length_graph, stateful_graph
 from mxlstm.deploy.predictor import CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE
 from mxlstm.errors import ModelFileError
 
@@ -75,34 +68,27 @@ def fixed_length_refusal(prepared, kind: str, streaming: bool) -> tuple[int | No
     return length, None
 
 
-def build_graph(prepared, cfg, kind: str, streaming: bool,
+def build_graph(prepared, kind: str, streaming: bool,
                 fixed_length: int | None = None) -> tuple[HybridBlock, list, list]:
     """The block to export, its input names and its state specs ``{name, shape}``.
 
-    ``fixed_length=T``: a :class:`~mxlstm.deploy.graphs.FixedLengthModel` whose only input
-    is ``data`` with ``T`` steps per row; its encoder runs one fused op per layer and
-    direction where the fused operator is exact (else the trained gate-level layer).
+    ``fixed_length=T``: the model's fixed-length form, whose only input is ``data`` with
+    ``T`` steps per row; its encoder runs one fused op per layer and direction where the
+    fused operator is exact (else the trained gate-level path).
     """
     model = prepared.model
     if fixed_length:
-        encoder = model.encoder
-        if encoder.fused_reason(False) is None:
-            encoder = LayerwiseFused(encoder, return_states=False, split_directions=True)
-        block = FixedLengthModel(model, kind, False, fixed_length, encoder=encoder)
+        block = fixed_length_graph(model, fixed_length)
         block.hybridize(static_alloc=True)
         return block, ["data"], []
-    if kind == "language_model":
-        block, encoder = StatefulLanguageModel(model), model.encoder
-    elif streaming:
-        reason = streaming_refusal(model, kind)
+    if streaming and kind != "language_model":
+        reason = model.streaming_refusal()
         if reason:
             raise ModelFileError(f"cannot export for streaming: {reason}")
-        from mxlstm.tasks.base import encoder_options
-        block = StreamingSequenceModel(model, cfg.model.cell, encoder_options(cfg))
-        encoder = block.encoder
-    else:
+    elif kind != "language_model":
         return model, ["data", "valid_length"], []
-    infos = encoder.state_info(0)
+    block = stateful_graph(model)
+    infos = block.encoder.state_info(0)
     states = [{"name": name, "shape": ["N" if d == 0 else int(d) for d in info["shape"]]}
               for name, info in zip(_state_names(len(infos)), infos)]
     block.hybridize(static_alloc=True)
@@ -328,7 +314,7 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
         length, reason = fixed_length_refusal(prepared, kind, streaming)
         if reason:
             raise ModelFileError(f"cannot export with --fixed-length: {reason}")
-    block, names, states = build_graph(prepared, cfg, kind, streaming, length)
+    block, names, states = build_graph(prepared, kind, streaming, length)
     first, second = sample_inputs(prepared, meta["input"], states, length)
     block(*first)  # builds the cached graph that export writes
     symbol_file, params_file, meta_file = files_of(prefix)
