@@ -326,7 +326,7 @@ def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fing
             from None
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     if "confusion" in test:
-        plot_confusion(np.array(test["confusion"]), prepared.meta["label_names"],
+        plot_confusion(np.array(test["confusion"]), list(prepared.spec.label_names),
                        out / "confusion.png")
     return report
 
@@ -339,29 +339,10 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def baseline(prepared) -> dict:
-    """A simple reference: majority-class accuracy, mean-predictor MSE, unigram perplexity
-    (add-one smoothing) or the memoryless copy-task cross-entropy."""
-    kind = prepared.meta["kind"]
-    if kind in ("sequence_classification", "text_classification"):
-        from mxlstm.training.metrics import majority_baseline
-        train = prepared.train_labels  # the loader would run augmentation for nothing
-        if train is None:
-            train = np.concatenate([b[1].asnumpy() for b in prepared.train_loader])
-        test = np.concatenate([b[1].asnumpy() for b in prepared.test_loader])
-        return {"majority_accuracy": majority_baseline(train, test)}
-    if kind == "regression":
-        targets = np.concatenate([b[1].asnumpy() for b in prepared.test_loader])
-        return {"mean_predictor_mse": float(np.var(targets))}
-    if kind == "language_model":
-        from mxlstm.training.metrics import unigram_perplexity
-        return {"unigram_perplexity": unigram_perplexity(
-            prepared.train_loader.ids, prepared.test_loader.ids,
-            prepared.meta["input"]["vocab_size"])}
-    if kind == "tagging":
-        from mxlstm.data.synthetic import copy_memory_baseline
-        return {"memoryless_nll": copy_memory_baseline(
-            prepared.meta["copy_length"], prepared.meta["sequence_length"])}
-    return {}
+    """The task's simple reference (:attr:`TaskSpec.baseline
+    <mxlstm.tasks.spec.TaskSpec>`): majority-class accuracy, mean-predictor MSE, unigram
+    perplexity (add-one smoothing) or the memoryless copy-task cross-entropy."""
+    return prepared.spec.compute_baseline(prepared)
 
 
 def load_run(model_dir: str | Path) -> tuple[RunConfig, dict]:

@@ -36,14 +36,15 @@ from mxnet.gluon import HybridBlock
 from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.deploy.export import (
     TOLERANCE,
-    _rename_inputs,
     build_graph,
     files_of,
     flat,
     fold_packed_weights,
+    rename_inputs,
 )
 from mxlstm.deploy.graphs import INFERENCE, data_length, stateful_graph
 from mxlstm.errors import ModelFileError, MxlstmError
+from mxlstm.kinds import KINDS, Kind
 
 ONNX_OPSET = 13
 NUMPY_PIN = "'numpy>=1.21,<1.24'"
@@ -54,10 +55,11 @@ BATCH_SIZES = (2, 5)
 
 
 # ----------------------------------------------------------------------------- checks
-def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
+def onnx_refusal(model: HybridBlock, stateful: bool,
                  length: tuple[int | None, int, int] | None) -> str | None:
-    """Why the trained ``model`` cannot go to ONNX exactly, or None. ``length`` is
-    :func:`data_length` (needed for non-streaming sequence models only)."""
+    """Why the trained ``model`` cannot go to ONNX exactly, or None. ``stateful``: the
+    graph takes states (language models, ``--streaming``); ``length`` is
+    :func:`data_length` (needed for whole-sequence models only)."""
     encoder = model.encoder
     if not isinstance(encoder, RecurrentLayer):
         return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"
@@ -65,7 +67,7 @@ def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
     if reason:
         return (f"the model runs on the gate-level cells path (contrib.foreach, which has no "
                 f"ONNX conversion): {reason}")
-    if kind != "language_model" and not streaming and length is not None and length[0] is None:
+    if not stateful and length is not None and length[0] is None:
         return (f"sequences have different lengths ({length[1]} to {length[2]} steps), so the "
                 f"graph needs valid_length, and mx2onnx cannot convert length-aware ops "
                 f"(SequenceReverse with lengths, length masks, gathering the last valid "
@@ -120,13 +122,13 @@ def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
                              f"there; the ONNX graph is rebuilt from it (mxlstm export "
                              f"--model RUN --out PREFIX --onnx)")
     prepared, _, _ = load_model(model_dir, tag=source.get("tag", "best"))
-    kind, streaming = meta["kind"], bool(meta.get("streaming"))
-    stateful = kind == "language_model" or streaming
+    kind, streaming = KINDS[meta["kind"]], bool(meta.get("streaming"))
+    stateful = kind.stateful or streaming
     length = None if stateful else data_length(prepared)
-    reason = onnx_refusal(prepared.model, kind, streaming, length)
+    reason = onnx_refusal(prepared.model, stateful, length)
     if reason:
         raise ModelFileError(reason)
-    reference, _, _ = build_graph(prepared, kind, streaming)
+    reference, _, _ = build_graph(prepared, streaming)
     graph = stateful_graph(prepared.model, layerwise=True) if stateful else \
         prepared.model.variant(fixed_length=length[0], one_op_per_layer=True, **INFERENCE)
     graph.hybridize(static_alloc=True)
@@ -168,8 +170,8 @@ def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
     }
 
 
-def _describe(kind: str, streaming: bool, fixed: int | None) -> str:
-    if kind == "language_model":
+def _describe(kind: Kind, streaming: bool, fixed: int | None) -> str:
+    if kind.stateful:
         return "ids and states in; per-step logits and the new states out (any N, T)"
     if streaming:
         return "a chunk and states in; per-step outputs and the new states out (any N, T)"
@@ -207,7 +209,7 @@ def _convert(graph: HybridBlock, stateful: bool, example: list[np.ndarray], name
         stem = str(Path(tmp) / "g")
         graph.export(stem, epoch=0)
         symbol_file, params_file, _ = files_of(stem)
-        _rename_inputs(symbol_file, names)
+        rename_inputs(symbol_file, names)
         fold_packed_weights(symbol_file, params_file, names)
         sym, args, aux = mx.model.load_checkpoint(stem, 0)
     dynamic = [(None, None) + example[0].shape[2:]]

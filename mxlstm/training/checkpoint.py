@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from mxlstm.errors import ModelFileError, error_reason
+from mxlstm.preprocess import sha256_file
 from mxlstm.training.optimizer_state import (
     ARRAYS_FILE,
     load_optimizer_state,
@@ -150,12 +150,7 @@ def _as_bytes(data: bytes | str) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file  # the file hash of the whole package (mxlstm.preprocess)
 
 
 def _rmtree(path: Path) -> None:

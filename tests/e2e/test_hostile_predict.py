@@ -29,6 +29,7 @@ from test_bad_input import TINY, _drop_run_log_handlers, _reviews, write
 from mxlstm.cli import main
 from mxlstm.data.fileio import embedded_path, read_text
 from mxlstm.deploy import predictor as standalone
+from mxlstm.deploy.ship import ship_predictor
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = Path(standalone.__file__).parent
@@ -123,10 +124,8 @@ RUN_SCRIPT = ("import runpy, sys; sys.path.append(sys.argv[1]); sys.argv = sys.a
 
 
 def standalone_command(deploy: Path) -> list[str]:
-    for name in ("predictor.py", "predictor_inputs.py"):
-        if not (deploy / name).exists():
-            deploy.mkdir(parents=True, exist_ok=True)
-            shutil.copy(DEPLOY / name, deploy / name)
+    if not (deploy / "predictor.py").exists():
+        ship_predictor(deploy)
     return [sys.executable, "-I", "-S", "-B", "-c", RUN_SCRIPT, sysconfig.get_paths()["purelib"],
             str(deploy / "predictor.py")]
 
