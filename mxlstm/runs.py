@@ -33,12 +33,8 @@ from mxlstm.errors import (
     error_reason,
 )
 from mxlstm.launch import announce_rank
-from mxlstm.training.checkpoint import (
-    checkpoint_epoch,
-    find_checkpoint,
-    load_checkpoint,
-    write_atomic,
-)
+from mxlstm.training.atomic import write_atomic
+from mxlstm.training.checkpoint import checkpoint_epoch, find_checkpoint, load_checkpoint
 from mxlstm.training.log import plot_confusion, plot_curves, setup_logging, write_report
 from mxlstm.training.rundir import (
     FINGERPRINTS,
