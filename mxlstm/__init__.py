@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0"
 
-from mxlstm.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from mxlstm.blocks.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from mxlstm.blocks.recurrent import GRU, LSTM, RNN, RecurrentLayer  # noqa: E402
 from mxlstm.errors import ConfigError, DataError, ModelFileError, MxlstmError  # noqa: E402
-from mxlstm.recurrent import GRU, LSTM, RNN, RecurrentLayer  # noqa: E402
 
 __all__ = [
     "LSTMCell", "GRUCell", "RNNCell", "RecurrentLayer", "LSTM", "GRU", "RNN",

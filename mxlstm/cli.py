@@ -36,7 +36,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
     """The keys the user gave: ``(overrides, source)`` of the TOML file, then the flags."""
-    from mxlstm.training.config import parse_set_options, read_toml
+    from mxlstm.config import parse_set_options, read_toml
 
     sources = []
     if args.config:
@@ -313,7 +313,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own parser takes every option after the word
-        from mxlstm.bench.__main__ import main as bench_main
+        from mxlstm.bench.driver import main as bench_main
         return bench_main(argv[1:])
     parser = make_parser()
     args = parser.parse_args(argv)

@@ -21,13 +21,11 @@ labelled ``[worker <rank>]`` (before that, and for commands that never say,
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,10 +36,10 @@ from pathlib import Path
 from typing import IO
 
 from mxlstm.errors import MxlstmError
+from mxlstm.launch_os import HOST, WATCHER, check_port, cpu_ticks, free_port, signal_group
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 SHUTDOWN_GRACE = 15.0  # seconds the scheduler and servers get to end after the workers
 ORPHAN_GRACE = 60.0  # seconds workers may run on once the scheduler or a server has ended
@@ -52,62 +50,8 @@ STALL_CHECK = 1.0  # seconds between two looks at the workers' CPU time
 JOB_ENV = "MXLSTM_LAUNCH_JOB"  # marks every process of a job (for the watcher)
 RANK_LINE = "mxlstm launch: worker rank "  # + rank: a worker says which rank it has
 
-# The watcher: reads its stdin (a pipe from the launcher) until EOF, i.e. until the
-# launcher has ended in any way, then kills every process whose environment has the
-# job's marker (SIGTERM, up to 1 s, SIGKILL), with its process group.
-_WATCHER = r"""
-import os, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-marker = sys.argv[1].encode()
-while sys.stdin.buffer.read(4096):
-    pass
-def marked():
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                with open("/proc/" + name + "/environ", "rb") as handle:
-                    if marker in handle.read().split(b"\0"):
-                        found.append(int(name))
-            except OSError:
-                pass
-    return found
-def hit(pids, sig):
-    own = os.getpgid(0)
-    for pid in pids:
-        for kill, target in ((os.killpg, None), (os.kill, pid)):
-            try:
-                if target is None:
-                    target = os.getpgid(pid)
-                    if target == own:
-                        continue
-                kill(target, sig)
-            except OSError:
-                pass
-pids, deadline = marked(), time.monotonic() + 1.0
-hit(pids, signal.SIGTERM)
-while pids and time.monotonic() < deadline:
-    time.sleep(0.05)
-    pids = marked()
-for _ in range(100):
-    if not pids:
-        break
-    hit(pids, signal.SIGKILL)
-    time.sleep(0.05)
-    pids = marked()
-"""
-
-
 class _Terminated(Exception):
     """SIGTERM arrived while the job was running."""
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port on ``host`` that is free right now (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def announce_rank(rank: int) -> None:
@@ -116,29 +60,6 @@ def announce_rank(rank: int) -> None:
     if os.environ.get(JOB_ENV):
         for stream in (sys.stdout, sys.stderr):
             print(f"{RANK_LINE}{rank}", file=stream, flush=True)
-
-
-def check_port(port: int, host: str = HOST) -> None:
-    """MxlstmError if ``port`` on ``host`` cannot be listened on (another socket has it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ does
-        try:
-            sock.bind((host, port))
-            sock.listen(1)
-        except OSError as err:
-            reason = "is in use" if err.errno == errno.EADDRINUSE else \
-                f"cannot be used ({err.strerror})"
-            raise MxlstmError(f"launch: port {port} on {host} {reason}: choose another "
-                              f"--port, or leave it out to get a free one") from None
-
-
-def _cpu_ticks(pid: int) -> int:
-    """User + system CPU time of process ``pid`` in clock ticks (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 class _Label:
@@ -254,7 +175,7 @@ class Launcher:
     def _start_watcher(self) -> None:
         """The process that stops the job if the launcher dies without doing so."""
         try:
-            self._watcher = subprocess.Popen([sys.executable, "-c", _WATCHER,
+            self._watcher = subprocess.Popen([sys.executable, "-c", WATCHER,
                                               f"{JOB_ENV}={self.job}"],
                                              env=self.base_env, stdin=subprocess.PIPE,
                                              stdout=subprocess.DEVNULL, start_new_session=True)
@@ -323,7 +244,7 @@ class Launcher:
         try:
             for _, proc in procs:
                 if proc.poll() is None:
-                    _signal_group(proc.pid, signal.SIGTERM)
+                    signal_group(proc.pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE
             for name, proc in procs:
                 try:
@@ -333,12 +254,12 @@ class Launcher:
         except KeyboardInterrupt:
             pass
         # also whatever a process left behind in its group; SIGKILL takes a moment
-        hit = [proc.pid for _, proc in procs if _signal_group(proc.pid, signal.SIGKILL)]
+        hit = [proc.pid for _, proc in procs if signal_group(proc.pid, signal.SIGKILL)]
         for _, proc in procs:
             proc.wait()
         deadline = time.monotonic() + STOP_GRACE
         while hit and time.monotonic() < deadline:
-            hit = [pgid for pgid in hit if _signal_group(pgid, 0)]
+            hit = [pgid for pgid in hit if signal_group(pgid, 0)]
             time.sleep(0.02)
 
     # -- the job -----------------------------------------------------------------------
@@ -418,7 +339,7 @@ class Launcher:
                                                                 else " are"))
                 return 1
             if self.stall_timeout is not None and now - looked >= STALL_CHECK:
-                looked, total = now, sum(_cpu_ticks(p.pid) for p in running)
+                looked, total = now, sum(cpu_ticks(p.pid) for p in running)
                 if total != cpu:
                     cpu, busy = total, now
                 elif now - busy > self.stall_timeout:
@@ -439,15 +360,6 @@ class Launcher:
 
 def _raise_terminated(signum: int, frame) -> None:
     raise _Terminated()
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to process group ``pgid``; False if the group has no process left."""
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 def launch(num_workers: int, num_servers: int, command: list[str], port: int | None = None,

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
 
 from mxlstm import __version__, tasks
+from mxlstm.blocks.models import count_parameters
+from mxlstm.config import RunConfig, apply_overrides, config_from_dict
 from mxlstm.data.fileio import recording_reads
 from mxlstm.errors import (
     ConfigError,
@@ -32,14 +33,8 @@ from mxlstm.errors import (
     error_reason,
 )
 from mxlstm.launch import announce_rank
-from mxlstm.models import count_parameters
-from mxlstm.training.checkpoint import (
-    checkpoint_epoch,
-    find_checkpoint,
-    load_checkpoint,
-    write_atomic,
-)
-from mxlstm.training.config import RunConfig, apply_overrides, config_from_dict
+from mxlstm.training.atomic import write_atomic
+from mxlstm.training.checkpoint import checkpoint_epoch, find_checkpoint, load_checkpoint
 from mxlstm.training.figures import draw_run_figures
 from mxlstm.training.log import setup_logging, write_report
 from mxlstm.training.progress import Progress
@@ -356,29 +351,10 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def baseline(prepared) -> dict:
-    """A simple reference: majority-class accuracy, mean-predictor MSE, unigram perplexity
-    (add-one smoothing) or the memoryless copy-task cross-entropy."""
-    kind = prepared.meta["kind"]
-    if kind in ("sequence_classification", "text_classification"):
-        from mxlstm.training.metrics import majority_baseline
-        train = prepared.train_labels  # the loader would run augmentation for nothing
-        if train is None:
-            train = np.concatenate([b[1].asnumpy() for b in prepared.train_loader])
-        test = np.concatenate([b[1].asnumpy() for b in prepared.test_loader])
-        return {"majority_accuracy": majority_baseline(train, test)}
-    if kind == "regression":
-        targets = np.concatenate([b[1].asnumpy() for b in prepared.test_loader])
-        return {"mean_predictor_mse": float(np.var(targets))}
-    if kind == "language_model":
-        from mxlstm.training.metrics import unigram_perplexity
-        return {"unigram_perplexity": unigram_perplexity(
-            prepared.train_loader.ids, prepared.test_loader.ids,
-            prepared.meta["input"]["vocab_size"])}
-    if kind == "tagging":
-        from mxlstm.data.synthetic import copy_memory_baseline
-        return {"memoryless_nll": copy_memory_baseline(
-            prepared.meta["copy_length"], prepared.meta["sequence_length"])}
-    return {}
+    """The task's simple reference (:attr:`TaskSpec.baseline
+    <mxlstm.tasks.spec.TaskSpec>`): majority-class accuracy, mean-predictor MSE, unigram
+    perplexity (add-one smoothing) or the memoryless copy-task cross-entropy."""
+    return prepared.spec.compute_baseline(prepared)
 
 
 def load_run(model_dir: str | Path) -> tuple[RunConfig, dict]:

@@ -7,10 +7,7 @@ import tomllib
 
 import pytest
 
-from mxlstm.errors import ConfigError
-from mxlstm.tasks import TASKS, config_file_text, default_config, ignored_keys, user_config
-from mxlstm.tasks.base import check_model_size, model_tensors
-from mxlstm.training.config import (
+from mxlstm.config import (
     KVSTORES,
     SECTIONS,
     all_keys,
@@ -20,6 +17,9 @@ from mxlstm.training.config import (
     parse_set_options,
     read_toml,
 )
+from mxlstm.errors import ConfigError
+from mxlstm.tasks import TASKS, config_file_text, default_config, ignored_keys, user_config
+from mxlstm.tasks.base import check_model_size, model_tensors
 
 
 def test_every_task_has_a_valid_preset_and_every_key_has_help():

@@ -26,8 +26,8 @@ def test_python_examples_run(page):
 def test_cli_reference_lists_every_config_key_and_preset():
     import dataclasses
 
+    from mxlstm.config import SECTIONS
     from mxlstm.tasks import TASKS
-    from mxlstm.training.config import SECTIONS
 
     page = (ROOT / "docs/cli.md").read_text()
     for section, cls in SECTIONS.items():

@@ -2,7 +2,7 @@
 
 Target: ``mxlstm train`` runs at >= 0.9x the throughput of its own model step, i.e. the
 data pipeline, metrics and logging cost at most ~10 %. Per task, fresh processes
-alternate A B A B ... (same thread variables, :func:`mxlstm.bench.__main__.bench_env`):
+alternate A B A B ... (same thread variables, :func:`mxlstm.bench.driver.bench_env`):
 
 * **A, the trainer**: ``python -m mxlstm train --task T`` with the task's preset and
   ``train.max_batches=N``, ``train.epochs=1+M``. Epoch 1 is warm-up (graph build, first
@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from mxlstm.bench.report import format_spread, spread
 
 if TYPE_CHECKING:
-    from mxlstm.training.config import RunConfig
+    from mxlstm.config import RunConfig
 
 TARGET = 0.9
 DEFAULT_TASKS = ("lm", "text", "digits")
@@ -76,8 +76,8 @@ def overrides(batches: int, epochs: int | None = None,
 
 def run_config(task: str, settings: dict[str, str]) -> RunConfig:
     """The task's preset with ``settings`` applied, exactly as ``mxlstm train --set`` does."""
+    from mxlstm.config import apply_overrides
     from mxlstm.tasks import default_config
-    from mxlstm.training.config import apply_overrides
 
     return apply_overrides(default_config(task), settings, "command line")
 
@@ -358,7 +358,7 @@ def drive(task_names: list[str], pairs: int, batches: int, threads: int, env: di
 # -- worker entry point --------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """``plan`` / ``step`` worker modes; each prints one JSON line."""
-    from mxlstm.training.config import parse_set_options
+    from mxlstm.config import parse_set_options
 
     parser = argparse.ArgumentParser(prog="python -m mxlstm.bench.e2e")
     parser.add_argument("mode", choices=("plan", "step"))

@@ -22,6 +22,16 @@ from typing import Any
 import numpy as np
 from mxnet import gluon
 
+from mxlstm.data.augment_base import (
+    Augmentation,
+    Compose,
+    _ids,
+    _seq,
+    _shift,
+    _steps,
+    check_number,
+    check_span,
+)
 from mxlstm.data.batching import epoch_seed
 from mxlstm.errors import ConfigError, DataError
 
@@ -32,104 +42,6 @@ __all__ = [
 ]
 
 
-def _check_number(name: str, value: Any, low: float, high: float = math.inf,
-                  integer: bool = False) -> Any:
-    ok_type = isinstance(value, int | np.integer) if integer else isinstance(
-        value, int | float | np.integer | np.floating)
-    if isinstance(value, bool) or not ok_type or not low <= value <= high:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{name} must be {kind} in [{low}, {high}], got {value!r}")
-    return value
-
-
-def _check_span(name: str, value: Any) -> int | float:
-    """Steps (int >= 0) or a fraction of the length (float in [0, 1))."""
-    _check_number(name, value, 0)
-    if isinstance(value, float | np.floating) and value >= 1:
-        if value != int(value):
-            raise ConfigError(f"{name}: use an int for steps or a fraction < 1, got {value}")
-        value = int(value)
-    return value
-
-
-def _steps(span: int | float, length: int) -> int:
-    """Steps of a span; a positive fraction gives at least one step."""
-    if isinstance(span, int | np.integer):
-        return int(span)
-    return max(1, int(span * length)) if span > 0 else 0
-
-
-def _seq(x: Any, ndims: tuple[int, ...] = (1, 2)) -> np.ndarray:
-    """``x`` as float32: a non-empty (T,) or (T, C) sequence, or with ``ndims=(2,)`` an image."""
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim not in ndims or arr.size == 0:
-        raise DataError(f"expected a non-empty {ndims}-D float array, got shape {arr.shape}")
-    return arr
-
-
-def _ids(x: Any) -> np.ndarray:
-    arr = np.array(x)
-    if arr.size == 0:
-        return arr.astype(np.int32)
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise DataError(f"expected a 1-D array of token ids, got {arr.dtype} {arr.shape}")
-    return arr
-
-
-def _shift(x: np.ndarray, k: int, axis: int) -> np.ndarray:
-    """Move ``x`` by ``k`` along ``axis`` (positive: later/right), zero fill."""
-    out = np.zeros_like(x)
-    n = x.shape[axis]
-    if abs(k) >= n:
-        return out
-    src, dst = [slice(None)] * x.ndim, [slice(None)] * x.ndim
-    src[axis], dst[axis] = (slice(0, n - k), slice(k, n)) if k >= 0 else (slice(-k, n),
-                                                                          slice(0, n + k))
-    out[tuple(dst)] = x[tuple(src)]
-    return out
-
-
-class Augmentation:
-    """Base class: ``__call__(x, rng)`` applies :meth:`apply` with probability ``p``."""
-
-    def __init__(self, p: float = 1.0) -> None:
-        self.p = float(_check_number("p", p, 0.0, 1.0))
-
-    def __call__(self, x: Any, rng: np.random.Generator) -> Any:
-        if self.p < 1.0 and rng.random() >= self.p:
-            return x
-        return self.apply(x, rng)
-
-    def apply(self, x: Any, rng: np.random.Generator) -> Any:
-        """Return an augmented copy of ``x``."""
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({args})"
-
-
-class Compose:
-    """Apply augmentations in order: ``Compose([TimeShift(3), Jitter(0.03)])(x, rng)``."""
-
-    def __init__(self, transforms: Sequence[Callable]) -> None:
-        self.transforms = list(transforms)
-        for t in self.transforms:
-            if not callable(t):
-                raise ConfigError(f"not an augmentation: {t!r}")
-
-    def __call__(self, x: Any, rng: np.random.Generator) -> Any:
-        for t in self.transforms:
-            x = t(x, rng)
-        return x
-
-    def __len__(self) -> int:
-        return len(self.transforms)
-
-    def __repr__(self) -> str:
-        return f"Compose({self.transforms!r})"
-
-
 class TimeShift(Augmentation):
     """Shift in time by ``k ~ U{-m..m}`` steps; ``mode='pad'`` zero-fills, 'wrap' rolls.
 
@@ -138,7 +50,7 @@ class TimeShift(Augmentation):
 
     def __init__(self, max_shift: int | float, mode: str = "pad", p: float = 1.0) -> None:
         super().__init__(p)
-        self.max_shift = _check_span("max_shift", max_shift)
+        self.max_shift = check_span("max_shift", max_shift)
         if mode not in ("pad", "wrap"):
             raise ConfigError(f"TimeShift mode must be 'pad' or 'wrap', got {mode!r}")
         self.mode = mode
@@ -155,7 +67,7 @@ class Jitter(Augmentation):
 
     def __init__(self, sigma: float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.sigma = float(_check_number("sigma", sigma, 0.0))
+        self.sigma = float(check_number("sigma", sigma, 0.0))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         x = _seq(x)
@@ -167,7 +79,7 @@ class Scale(Augmentation):
 
     def __init__(self, sigma: float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.sigma = float(_check_number("sigma", sigma, 0.0))
+        self.sigma = float(check_number("sigma", sigma, 0.0))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         x = _seq(x)
@@ -182,7 +94,7 @@ class TimeMask(Augmentation):
 
     def __init__(self, max_width: int | float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.max_width = _check_span("max_width", max_width)
+        self.max_width = check_span("max_width", max_width)
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         x = _seq(x).copy()
@@ -200,7 +112,7 @@ class RandomCrop(Augmentation):
 
     def __init__(self, min_fraction: float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.min_fraction = float(_check_number("min_fraction", min_fraction, 1e-9, 1.0))
+        self.min_fraction = float(check_number("min_fraction", min_fraction, 1e-9, 1.0))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         x = _seq(x)
@@ -219,8 +131,8 @@ class TimeStretch(Augmentation):
 
     def __init__(self, min_factor: float, max_factor: float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.min_factor = float(_check_number("min_factor", min_factor, 1e-3, 1e3))
-        self.max_factor = float(_check_number("max_factor", max_factor, self.min_factor, 1e3))
+        self.min_factor = float(check_number("min_factor", min_factor, 1e-3, 1e3))
+        self.max_factor = float(check_number("max_factor", max_factor, self.min_factor, 1e3))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         x = _seq(x)
@@ -243,7 +155,7 @@ class MixSameClass(Augmentation):
 
     def __init__(self, alpha: float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.alpha = float(_check_number("alpha", alpha, 1e-6))
+        self.alpha = float(check_number("alpha", alpha, 1e-6))
 
     def apply(self, x: Any, rng: np.random.Generator) -> Any:
         raise ConfigError("MixSameClass needs other samples: use it inside AugmentedDataset")
@@ -268,7 +180,7 @@ class PixelShift(Augmentation):
 
     def __init__(self, max_shift: int, p: float = 1.0) -> None:
         super().__init__(p)
-        self.max_shift = int(_check_number("max_shift", max_shift, 0, integer=True))
+        self.max_shift = int(check_number("max_shift", max_shift, 0, integer=True))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         x = _seq(x, (2,))
@@ -321,7 +233,7 @@ class SmallRotation(Augmentation):
 
     def __init__(self, max_degrees: float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.max_degrees = float(_check_number("max_degrees", max_degrees, 0.0, 180.0))
+        self.max_degrees = float(check_number("max_degrees", max_degrees, 0.0, 180.0))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         return rotate(_seq(x, (2,)), rng.uniform(-self.max_degrees, self.max_degrees))
@@ -332,7 +244,7 @@ class TokenDropout(Augmentation):
 
     def __init__(self, rate: float, p: float = 1.0) -> None:
         super().__init__(p)
-        self.rate = float(_check_number("rate", rate, 0.0, 1.0))
+        self.rate = float(check_number("rate", rate, 0.0, 1.0))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         ids = _ids(x)
@@ -347,7 +259,7 @@ class RandomSwap(Augmentation):
 
     def __init__(self, n: int, p: float = 1.0) -> None:
         super().__init__(p)
-        self.n = int(_check_number("n", n, 0, integer=True))
+        self.n = int(check_number("n", n, 0, integer=True))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         ids = _ids(x)
@@ -363,8 +275,8 @@ class UnknownSubstitution(Augmentation):
 
     def __init__(self, rate: float, unk_id: int, p: float = 1.0) -> None:
         super().__init__(p)
-        self.rate = float(_check_number("rate", rate, 0.0, 1.0))
-        self.unk_id = int(_check_number("unk_id", unk_id, 0, integer=True))
+        self.rate = float(check_number("rate", rate, 0.0, 1.0))
+        self.unk_id = int(check_number("unk_id", unk_id, 0, integer=True))
 
     def apply(self, x: Any, rng: np.random.Generator) -> np.ndarray:
         ids = _ids(x)

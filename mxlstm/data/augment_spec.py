@@ -22,8 +22,8 @@ from mxlstm.data.augment import (
     TimeStretch,
     TokenDropout,
     UnknownSubstitution,
-    _check_number,
 )
+from mxlstm.data.augment_base import check_number
 from mxlstm.errors import ConfigError
 
 _BY_NAME: dict[str, Callable[..., Augmentation]] = {
@@ -37,7 +37,7 @@ _BY_NAME: dict[str, Callable[..., Augmentation]] = {
 
 def _from_value(name: str, value: Any, unk_id: int | None) -> Augmentation:
     if name == "stretch":
-        return TimeStretch(1.0 - _check_number("stretch", value, 0.0, 0.999), 1.0 + value)
+        return TimeStretch(1.0 - check_number("stretch", value, 0.0, 0.999), 1.0 + value)
     if name == "unk":
         if unk_id is None:
             raise ConfigError("'unk' needs unk_id (build_augmentation(..., unk_id=...))")
@@ -107,6 +107,6 @@ def build_augmentation(spec: str | Mapping[str, Any] | None,
             raise ConfigError(f"augmentation entry {item!r}: expected name:value[@p]")
         aug = _make(name.strip(), _parse_number(value.strip(), item), unk_id)
         if prob:
-            aug.p = float(_check_number("p", _parse_number(prob.strip(), item), 0.0, 1.0))
+            aug.p = float(check_number("p", _parse_number(prob.strip(), item), 0.0, 1.0))
         augs.append(aug)
     return Compose(augs)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from mxlstm.data.validate import check_regular_file, read_limited
 from mxlstm.errors import DataError
+from mxlstm.preprocess import sha256_file
 
 FILES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
 
@@ -40,11 +41,11 @@ def note_file(path: PathLike) -> None:
     such as ``np.load``)."""
     if _reads is None:
         return
-    digest = hashlib.sha256()
-    with contextlib.suppress(OSError), open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    _record(os.fspath(path), digest.hexdigest())
+    try:
+        digest = sha256_file(path)
+    except OSError:  # unreadable: the digest of no content
+        digest = hashlib.sha256(b"").hexdigest()
+    _record(os.fspath(path), digest)
 
 
 def _note_read(path: str, data: bytes) -> None:

@@ -25,6 +25,7 @@ from mxlstm.data.validate import (
     index_labels,
 )
 from mxlstm.errors import DataError
+from mxlstm.preprocess import floor_std, normalize
 
 __all__ = [
     "SequenceDataset", "subset", "load_digits", "stratified_split", "load_idx", "load_npz",
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 UEA_DATASETS = ("JapaneseVowels", "GunPoint", "ItalyPowerDemand")
-STD_FLOOR = 1e-8
 
 
 class SequenceDataset(Dataset):
@@ -328,13 +328,14 @@ def load_uea(name: str, split: str, missing: str = "interpolate") -> SequenceDat
 class NormalizationStats:
     """Per-channel mean and standard deviation, fitted on training data only.
 
-    ``mean`` and ``std`` are float32 ``(C,)``; ``std`` is floored at ``1e-8``.
+    ``mean`` and ``std`` are float32 ``(C,)``; ``std`` is floored at ``STD_FLOOR``
+    (:mod:`mxlstm.preprocess`, the rule the standalone predictor applies too).
     """
 
     def __init__(self, mean: np.ndarray | Sequence[float], std: np.ndarray | Sequence[float],
                  count: int = 0):
         self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
-        self.std = np.maximum(np.asarray(std, dtype=np.float32).reshape(-1), STD_FLOOR)
+        self.std = floor_std(std)
         self.count = int(count)
         if self.mean.shape != self.std.shape:
             raise ValueError(f"mean {self.mean.shape} and std {self.std.shape} differ")
@@ -357,7 +358,7 @@ class NormalizationStats:
         x = np.asarray(x, dtype=np.float32)
         if x.shape[-1] != self.mean.shape[0]:
             raise ValueError(f"x has {x.shape[-1]} channels, statistics have {len(self.mean)}")
-        return (x - self.mean) / self.std
+        return normalize(x, self.mean, self.std)
 
     def transform(self, dataset: SequenceDataset) -> SequenceDataset:
         """Return a normalized copy of ``dataset`` (same labels, names and path)."""

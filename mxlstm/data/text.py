@@ -11,20 +11,19 @@ import io
 import json
 import os
 import re
-import sys
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
 
 import gluonnlp
 import numpy as np
 from mxnet.gluon.data import Dataset
 
+from mxlstm import preprocess
 from mxlstm.data.fileio import PathLike, embedded_path, read_lines, read_text, require_file
 from mxlstm.data.sources import sort_label_names
 from mxlstm.data.validate import canonical_label, check_label_kinds
 from mxlstm.errors import DataError
+from mxlstm.preprocess import CHAR_RULE, WORD_RULE
 
 UNK, PAD, EOS = "<unk>", "<pad>", "<eos>"
 SPECIAL_TOKENS = (UNK, PAD, EOS)
@@ -36,43 +35,10 @@ AUSTEN_SPLITS = {
 FORMATS = ("tsv", "csv", "jsonl")
 _EXTENSIONS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
-# Scripts written without spaces: each character is its own token.
-_CJK = (
-    "\u1100-\u11ff"  # Hangul Jamo
-    "\u3040-\u30ff"  # Hiragana, Katakana
-    "\u3130-\u318f"  # Hangul compatibility Jamo
-    "\u31f0-\u31ff"  # Katakana phonetic extensions
-    "\u3400-\u4dbf"  # CJK Unified Ideographs extension A
-    "\u4e00-\u9fff"  # CJK Unified Ideographs
-    "\uac00-\ud7af"  # Hangul syllables
-    "\uf900-\ufaff"  # CJK compatibility ideographs
-    "\uff66-\uff9f"  # halfwidth Katakana
-    "\U00020000-\U0003134f"  # CJK extensions B..G
-)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 # --------------------------------------------------------------------------- tokenizer
-def _mark_class() -> str:
-    """Regex class body of all combining marks (Unicode category M*)."""
-    ranges, start = [], None
-    code_points = [*range(0x20000), *range(0xE0000, 0xE1000), sys.maxunicode + 1]
-    for cp in code_points:
-        is_mark = cp <= sys.maxunicode and unicodedata.category(chr(cp)).startswith("M")
-        if is_mark and start is None:
-            start = cp
-        elif not is_mark and start is not None:
-            ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(cp - 1))}")
-            start = None
-    return "".join(ranges)
-
-
-@lru_cache(maxsize=1)
-def _word_regex() -> re.Pattern:
-    letter = rf"(?:[^\W\d_{_CJK}]|[{_mark_class()}])"
-    return re.compile(rf"[{_CJK}]|{letter}+(?:'{letter}+)?|\d+|\S")
-
-
 def tokenize(text: str, level: str = "word") -> list[str]:
     """Split text into tokens.
 
@@ -82,17 +48,16 @@ def tokenize(text: str, level: str = "word") -> list[str]:
     other single non-space character. On ASCII text this is exactly the README regex
     ``[a-z]+(?:'[a-z]+)?|[0-9]+|[^\\sa-z0-9]``.
     ``level='char'``: every character, unchanged (no lower-casing, whitespace kept).
+    The rules live in :mod:`mxlstm.preprocess`, shared with the standalone predictor.
 
     Examples
     --------
     >>> tokenize("Hello, world 有趣 新闻!")
     ['hello', ',', 'world', '有', '趣', '新', '闻', '!']
     """
-    if level == "char":
-        return list(text)
-    if level != "word":
+    if level not in ("word", "char"):
         raise ValueError(f"level must be 'word' or 'char', got {level!r}")
-    return _word_regex().findall(unicodedata.normalize("NFC", text).lower())
+    return preprocess.tokenize(text, WORD_RULE if level == "word" else CHAR_RULE)
 
 
 # --------------------------------------------------------------------------- vocabulary

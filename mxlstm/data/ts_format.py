@@ -15,6 +15,7 @@ import numpy as np
 from mxlstm.data.fileio import PathLike, read_lines
 from mxlstm.data.validate import canonical_label, float32_checked
 from mxlstm.errors import DataError
+from mxlstm.preprocess import empty_channel, fill_missing
 
 MISSING_POLICIES = ("error", "nan", "interpolate")
 
@@ -145,21 +146,17 @@ def _fill_missing(series: np.ndarray, policy: str, path: PathLike, line: int) ->
     """Apply the missing-value policy to a ``(T, C)`` series holding NaNs."""
     if policy == "nan":
         return series
-    for c in range(series.shape[1]):
-        column = series[:, c]
-        bad = np.isnan(column)
-        if not bad.any():
-            continue
-        if policy == "error":
+    for c in range(series.shape[1] if policy == "error" else 0):
+        bad = np.isnan(series[:, c])
+        if bad.any():
             position = int(np.flatnonzero(bad)[0]) + 1
             raise DataError(f"missing value '?' at position {position} (missing='error')",
                             path, line, f"dimension {c + 1}")
-        if bad.all():
-            raise DataError("all values missing, nothing to interpolate from", path, line,
-                            f"dimension {c + 1}")
-        steps = np.arange(len(column))
-        column[bad] = np.interp(steps[bad], steps[~bad], column[~bad])
-    return series
+    empty = empty_channel(series)
+    if empty is not None:
+        raise DataError("all values missing, nothing to interpolate from", path, line,
+                        f"dimension {empty + 1}")
+    return fill_missing(series)  # the rule the standalone predictor applies too
 
 
 def _parse_label(text: str, header: TsHeader, path: PathLike, line: int) -> int | float:

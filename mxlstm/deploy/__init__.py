@@ -6,9 +6,8 @@
   mxnet only) that turns raw input into answers with the three exported files
 """
 
-from mxlstm.deploy.export import export_model, streaming_refusal
+from mxlstm.deploy.export import export_model
 from mxlstm.deploy.onnx_export import export_onnx, onnx_refusal
 from mxlstm.deploy.predictor import Predictor, PredictorError
 
-__all__ = ["export_model", "export_onnx", "onnx_refusal", "streaming_refusal", "Predictor",
-           "PredictorError"]
+__all__ = ["export_model", "export_onnx", "onnx_refusal", "Predictor", "PredictorError"]

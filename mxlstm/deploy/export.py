@@ -9,6 +9,9 @@
                          inlined vocabulary, tokenizer rule), labels, outputs, versions,
                          and the sha256 of the params file (see docs/deployment.md)
 
+and beside them the standalone predictor with the preprocessing rules it shares with
+training (:mod:`mxlstm.deploy.ship`).
+
 =========================  ==========================================  ========================
 graph                      inputs (in order)                           outputs
 =========================  ==========================================  ========================
@@ -28,7 +31,6 @@ random batch of another size and length (max abs diff <= 1e-5).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -42,16 +44,12 @@ from mxnet import gluon
 from mxnet.gluon import HybridBlock
 
 from mxlstm import __version__
-from mxlstm.deploy.graphs import (
-    FixedLengthModel,
-    LayerwiseFused,
-    StatefulLanguageModel,
-    StreamingSequenceModel,
-    data_length,
-    streaming_refusal,
-)
-from mxlstm.deploy.predictor import CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE
+from mxlstm.deploy.graphs import data_length, fixed_length_graph, stateful_graph
+from mxlstm.deploy.predictor_meta import FORMAT, FORMAT_VERSION
+from mxlstm.deploy.ship import ship_predictor
 from mxlstm.errors import ModelFileError
+from mxlstm.preprocess import CHAR_RULE, WORD_RULE, sha256_file
+from mxlstm.tasks.spec import InputSpec, TaskSpec
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5
@@ -62,10 +60,10 @@ def _state_names(count: int) -> list[str]:
     return ["state_h", "state_c"][:count] if count <= 2 else [f"state{k}" for k in range(count)]
 
 
-def fixed_length_refusal(prepared, kind: str, streaming: bool) -> tuple[int | None, str | None]:
+def fixed_length_refusal(prepared, streaming: bool) -> tuple[int | None, str | None]:
     """``(T, None)`` when a graph without ``valid_length`` is exact for this run, else
     ``(None, why not)``."""
-    if kind == "language_model" or streaming:
+    if prepared.spec.stateful or streaming:
         return None, ("language models and --streaming exports take no lengths already; "
                       "--fixed-length is for whole-sequence models")
     length, low, high = data_length(prepared)
@@ -75,34 +73,27 @@ def fixed_length_refusal(prepared, kind: str, streaming: bool) -> tuple[int | No
     return length, None
 
 
-def build_graph(prepared, cfg, kind: str, streaming: bool,
+def build_graph(prepared, streaming: bool,
                 fixed_length: int | None = None) -> tuple[HybridBlock, list, list]:
     """The block to export, its input names and its state specs ``{name, shape}``.
 
-    ``fixed_length=T``: a :class:`~mxlstm.deploy.graphs.FixedLengthModel` whose only input
-    is ``data`` with ``T`` steps per row; its encoder runs one fused op per layer and
-    direction where the fused operator is exact (else the trained gate-level layer).
+    ``fixed_length=T``: the model's fixed-length form, whose only input is ``data`` with
+    ``T`` steps per row; its encoder runs one fused op per layer and direction where the
+    fused operator is exact (else the trained gate-level path).
     """
-    model = prepared.model
+    model, stateful = prepared.model, prepared.spec.stateful
     if fixed_length:
-        encoder = model.encoder
-        if encoder.fused_reason(False) is None:
-            encoder = LayerwiseFused(encoder, return_states=False, split_directions=True)
-        block = FixedLengthModel(model, kind, False, fixed_length, encoder=encoder)
+        block = fixed_length_graph(model, fixed_length)
         block.hybridize(static_alloc=True)
         return block, ["data"], []
-    if kind == "language_model":
-        block, encoder = StatefulLanguageModel(model), model.encoder
-    elif streaming:
-        reason = streaming_refusal(model, kind)
+    if streaming and not stateful:
+        reason = model.streaming_refusal()
         if reason:
             raise ModelFileError(f"cannot export for streaming: {reason}")
-        from mxlstm.tasks.base import encoder_options
-        block = StreamingSequenceModel(model, cfg.model.cell, encoder_options(cfg))
-        encoder = block.encoder
-    else:
+    elif not stateful:
         return model, ["data", "valid_length"], []
-    infos = encoder.state_info(0)
+    block = stateful_graph(model)
+    infos = block.encoder.state_info(0)
     states = [{"name": name, "shape": ["N" if d == 0 else int(d) for d in info["shape"]]}
               for name, info in zip(_state_names(len(infos)), infos)]
     block.hybridize(static_alloc=True)
@@ -117,7 +108,7 @@ def _states(states: list[dict], n: int, rng: np.random.RandomState | None) -> li
     return [mx.nd.array(0.5 * rng.randn(*shape)) for shape in shapes]
 
 
-def sample_inputs(prepared, spec: dict, states: list[dict],
+def sample_inputs(prepared, spec: InputSpec, states: list[dict],
                   fixed_length: int | None = None) -> tuple[list, list]:
     """Two flat input lists: the first test batch (a few rows, zero states) and a random
     batch of another size and length (random lengths, random states); with
@@ -127,13 +118,13 @@ def sample_inputs(prepared, spec: dict, states: list[dict],
     x = batch[0]
     lengths = batch[2] if len(batch) > 2 else mx.nd.full((x.shape[0],), x.shape[1])
     n = min(4, x.shape[0]) if states else min(8, x.shape[0])
-    if states and spec.get("lengths"):  # streaming: one sequence, its own length
+    if states and spec.lengths:  # streaming: one sequence, its own length
         n = 1
     t = int(lengths[:n].max().asscalar())
     first = [x[:n, :t]]
     n2, t2 = n + 3, fixed_length or t + 4
-    if spec["type"] == "tokens":
-        x2 = mx.nd.array(rng.randint(0, spec["vocab_size"], (n2, t2)), dtype=x.dtype)
+    if spec.tokens:
+        x2 = mx.nd.array(rng.randint(0, spec.vocab_size, (n2, t2)), dtype=x.dtype)
     else:
         x2 = mx.nd.array(rng.randn(n2, t2, x.shape[2]), dtype=x.dtype)
     if states:
@@ -174,7 +165,7 @@ def _stream_check(model: HybridBlock, block: HybridBlock, first: list) -> float:
 
 
 # ----------------------------------------------------------------------------- export
-def _rename_inputs(symbol_file: Path, names: list[str]) -> None:
+def rename_inputs(symbol_file: Path, names: list[str]) -> None:
     """``HybridBlock.export`` names inputs ``data0, data1, ...``: give them our names."""
     graph = json.loads(symbol_file.read_text())
     mapping = {f"data{k}": name for k, name in enumerate(names)} if len(names) > 1 else {}
@@ -230,63 +221,41 @@ def fold_packed_weights(symbol_file: Path, params_file: Path, input_names: list[
     return len(targets)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _outputs(kind: str, states: list[dict], streaming: bool, per_step: bool) -> list[dict]:
-    step, head = ["N", "T", "K"], "value" if kind == "regression" else "logits"
-    what = {"sequence_classification": "class scores (softmax -> probabilities of label_names)",
-            "text_classification": "class scores (softmax -> probabilities of label_names)",
-            "regression": "predicted values", "tagging": "per-step class scores",
-            "language_model": "next-token scores over the vocabulary"}[kind]
-    if kind == "language_model":
-        first = {"name": "logits", "shape": ["N", "T", "V"], "description": what}
-    elif streaming:
-        first = {"name": head, "shape": step,
-                 "description": f"{what} at every step (the head applied to each step)"}
-    else:
-        first = {"name": head, "shape": step if per_step else ["N", "K"], "description": what}
-    return [first] + [{"name": f"{s['name']}_out", "shape": s["shape"], "description":
-                       "state after the last step; feed it with the next chunk"}
-                      for s in states]
-
-
-def describe(meta: dict, cfg, input_names: list[str], states: list[dict], streaming: bool,
-             per_step: bool, fixed_length: int | None = None,
+def describe(task: TaskSpec, cfg, input_names: list[str], states: list[dict],
+             streaming: bool, per_step: bool, fixed_length: int | None = None,
              series_lengths: list[int] | None = None) -> dict:
     """The sidecar ``PREFIX-meta.json`` (without fingerprint and verification);
     ``series_lengths``: ``[shortest, longest]`` of the run's evaluation series."""
-    spec = meta["input"]
-    tokens = spec["type"] == "tokens"
-    vocab = json.loads(meta["files"]["vocab.json"])["idx_to_token"] \
-        if "vocab.json" in meta.get("files", {}) else None
-    norm = meta.get("normalization")
-    level = spec.get("tokenizer")
+    spec = task.input
+    tokens = spec.tokens
+    vocab = task.idx_to_token
+    norm = task.normalization
+    pad_id = spec.pad_id if spec.pad_id is not None else \
+        (vocab.index("<pad>") if vocab else None)
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "task": meta["task"], "kind": meta["kind"], "streaming": streaming,
-        "label_names": meta["label_names"],
+        "task": task.task, "kind": task.kind.name, "streaming": streaming,
+        "label_names": list(task.label_names),
         "input": {
-            "names": input_names, "type": spec["type"], "layout": spec["layout"],
-            "dtype": spec["dtype"], "features": None if tokens else spec["channels"],
-            "vocab_size": spec.get("vocab_size"), "lengths": "valid_length" in input_names,
-            "max_train_length": None if tokens else spec.get("max_length"),
-            "sequence_length": meta.get("sequence_length"), "fixed_length": fixed_length,
+            "names": input_names, "type": spec.type, "layout": spec.layout,
+            "dtype": spec.dtype, "features": None if tokens else spec.channels,
+            "vocab_size": spec.vocab_size, "lengths": "valid_length" in input_names,
+            "max_train_length": None if tokens else spec.max_length,
+            "sequence_length": task.sequence_length, "fixed_length": fixed_length,
             "series_lengths": None if tokens else series_lengths,
             "states": states,
         },
         "preprocessing": {
             "normalization": {"mean": norm["mean"], "std": norm["std"]} if norm else None,
             "missing_values": None if tokens else "interpolate",
-            "tokenizer": {"rule": WORD_RULE if level == "word" else CHAR_RULE, "level": level}
-            if tokens and vocab else None,
+            "tokenizer": {"rule": WORD_RULE if spec.tokenizer == "word" else CHAR_RULE,
+                          "level": spec.tokenizer} if tokens and vocab else None,
             "idx_to_token": vocab,
-            "pad_id": spec.get("pad_id", vocab.index("<pad>") if vocab else None),
-            "unk_id": spec.get("unk_id"),
-            "truncate": (spec.get("max_length") or 0) if tokens else 0,
+            "pad_id": pad_id,
+            "unk_id": spec.unk_id,
+            "truncate": (spec.max_length or 0) if tokens else 0,
         },
-        "outputs": _outputs(meta["kind"], states, streaming, per_step),
+        "outputs": task.outputs(states, streaming, per_step),
         "versions": {"mxlstm": __version__, "mxnet": mx.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
         "config": cfg.to_dict(),
@@ -320,25 +289,25 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
     """
     from mxlstm.runs import load_model
 
-    prepared, cfg, meta = load_model(model_dir, tag=tag)
-    kind = meta["kind"]
-    streaming = streaming and kind != "language_model"
+    prepared, cfg, _ = load_model(model_dir, tag=tag)
+    task = prepared.spec
+    streaming = streaming and not task.stateful
     length = None
     if fixed_length:
-        length, reason = fixed_length_refusal(prepared, kind, streaming)
+        length, reason = fixed_length_refusal(prepared, streaming)
         if reason:
             raise ModelFileError(f"cannot export with --fixed-length: {reason}")
-    block, names, states = build_graph(prepared, cfg, kind, streaming, length)
-    first, second = sample_inputs(prepared, meta["input"], states, length)
+    block, names, states = build_graph(prepared, streaming, length)
+    first, second = sample_inputs(prepared, task.input, states, length)
     block(*first)  # builds the cached graph that export writes
     symbol_file, params_file, meta_file = files_of(prefix)
     symbol_file.parent.mkdir(parents=True, exist_ok=True)
     block.export(str(prefix), epoch=0)
-    _rename_inputs(symbol_file, names)
+    rename_inputs(symbol_file, names)
     folded = fold_packed_weights(symbol_file, params_file, names)
     per_step = getattr(prepared.model, "per_step", False)
-    observed = None if meta["input"]["type"] == "tokens" else list(data_length(prepared)[1:])
-    sidecar = describe(meta, cfg, names, states, streaming, per_step, length, observed)
+    observed = None if task.input.tokens else list(data_length(prepared)[1:])
+    sidecar = describe(task, cfg, names, states, streaming, per_step, length, observed)
     sidecar["source"] = {"run": Path(model_dir).resolve().name, "tag": tag}  # no local path
     sidecar["graph"] = {"packed_rnn_weights": folded}
     stream_diff = None
@@ -365,7 +334,8 @@ def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
         "fixed_length_vs_trained_max_abs_diff": max(diffs[2:]) if length else None,
         "batches": [[int(v) for v in xs[0].shape] for xs in (first, second)],
         "streaming_vs_full_pass_max_abs_diff": stream_diff}
-    sidecar["fingerprint"] = {"params_sha256": _sha256(params_file)}
+    sidecar["fingerprint"] = {"params_sha256": sha256_file(params_file)}
     meta_file.write_text(json.dumps(sidecar, indent=1, ensure_ascii=False))
+    ship_predictor(meta_file.parent)  # the standalone predictor and the rules it shares
     log.info("exported %s to %s (max abs diff %.2g)", model_dir, prefix, max(diffs))
     return sidecar

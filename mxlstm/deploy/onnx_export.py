@@ -7,8 +7,8 @@ old-style nodes) and keeps ``PREFIX.onnx`` only when onnxruntime matches the tra
 within 1e-5 at two batch sizes (outputs matched by name). ``PREFIX-meta.json`` then records
 the check under ``onnx``, or the reason for a refusal.
 
-The export-only graph (:class:`~mxlstm.deploy.graphs.FixedLengthModel` with a
-:class:`~mxlstm.deploy.graphs.LayerwiseFused` encoder) runs every recurrent layer as its
+The export-only graph (the model's stateful or fixed-length form with
+``one_op_per_layer``, :mod:`mxlstm.deploy.graphs`) runs every recurrent layer as its
 own 1-layer fused ``RNN`` op (mx2onnx converts no 3+-layer or bidirectional multi-layer op, and its
 2-layer conversion fails in onnxruntime unless input size = hidden size) and takes no
 ``valid_length``:
@@ -33,17 +33,18 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
+from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.deploy.export import (
     TOLERANCE,
-    _rename_inputs,
     build_graph,
     files_of,
     flat,
     fold_packed_weights,
+    rename_inputs,
 )
-from mxlstm.deploy.graphs import FixedLengthModel, LayerwiseFused, data_length
+from mxlstm.deploy.graphs import INFERENCE, data_length, stateful_graph
 from mxlstm.errors import ModelFileError, MxlstmError
-from mxlstm.recurrent import RecurrentLayer
+from mxlstm.kinds import KINDS, Kind
 
 ONNX_OPSET = 13
 NUMPY_PIN = "'numpy>=1.21,<1.24'"
@@ -54,10 +55,11 @@ BATCH_SIZES = (2, 5)
 
 
 # ----------------------------------------------------------------------------- checks
-def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
+def onnx_refusal(model: HybridBlock, stateful: bool,
                  length: tuple[int | None, int, int] | None) -> str | None:
-    """Why the trained ``model`` cannot go to ONNX exactly, or None. ``length`` is
-    :func:`data_length` (needed for non-streaming sequence models only)."""
+    """Why the trained ``model`` cannot go to ONNX exactly, or None. ``stateful``: the
+    graph takes states (language models, ``--streaming``); ``length`` is
+    :func:`data_length` (needed for whole-sequence models only)."""
     encoder = model.encoder
     if not isinstance(encoder, RecurrentLayer):
         return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"
@@ -65,7 +67,7 @@ def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
     if reason:
         return (f"the model runs on the gate-level cells path (contrib.foreach, which has no "
                 f"ONNX conversion): {reason}")
-    if kind != "language_model" and not streaming and length is not None and length[0] is None:
+    if not stateful and length is not None and length[0] is None:
         return (f"sequences have different lengths ({length[1]} to {length[2]} steps), so the "
                 f"graph needs valid_length, and mx2onnx cannot convert length-aware ops "
                 f"(SequenceReverse with lengths, length masks, gathering the last valid "
@@ -119,16 +121,16 @@ def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
         raise ModelFileError(f"the trained run {model_dir or source.get('run')!r} is not "
                              f"there; the ONNX graph is rebuilt from it (mxlstm export "
                              f"--model RUN --out PREFIX --onnx)")
-    prepared, cfg, _ = load_model(model_dir, tag=source.get("tag", "best"))
-    kind, streaming = meta["kind"], bool(meta.get("streaming"))
-    stateful = kind == "language_model" or streaming
+    prepared, _, _ = load_model(model_dir, tag=source.get("tag", "best"))
+    kind, streaming = KINDS[meta["kind"]], bool(meta.get("streaming"))
+    stateful = kind.stateful or streaming
     length = None if stateful else data_length(prepared)
-    reason = onnx_refusal(prepared.model, kind, streaming, length)
+    reason = onnx_refusal(prepared.model, stateful, length)
     if reason:
         raise ModelFileError(reason)
-    reference, _, _ = build_graph(prepared, cfg, kind, streaming)
-    graph = FixedLengthModel(prepared.model, kind, streaming, None if stateful else length[0],
-                             encoder=LayerwiseFused(prepared.model.encoder, stateful))
+    reference, _, _ = build_graph(prepared, streaming)
+    graph = stateful_graph(prepared.model, layerwise=True) if stateful else \
+        prepared.model.variant(fixed_length=length[0], one_op_per_layer=True, **INFERENCE)
     graph.hybridize(static_alloc=True)
     spec = meta["input"]
     names = ["data"] + [s["name"] for s in spec["states"]]
@@ -137,7 +139,7 @@ def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
     lengths = (fixed, fixed) if fixed else (6, 11)
     batches = [_inputs(spec, n, t, seed) for seed, (n, t) in enumerate(zip(BATCH_SIZES, lengths))]
     try:
-        proto = _convert(graph, batches[0], names, out_names, spec, onnx)
+        proto = _convert(graph, stateful, batches[0], names, out_names, spec, onnx)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(proto.SerializeToString())
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -160,7 +162,7 @@ def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
         "sequence_length": fixed,
         "graph": _describe(kind, streaming, fixed),
         "recurrent_ops": f"{graph.encoder.num_layers} x 1-layer {graph.encoder.mode}"
-                         + (" bidirectional" if graph.bidirectional else ""),
+                         + (" bidirectional" if graph.encoder.num_directions == 2 else ""),
         "verification": {"max_abs_diff": diff, "tolerance": TOLERANCE,
                          "batch_sizes": list(BATCH_SIZES), "lengths": list(lengths),
                          "against": "the trained model in MXNet, outputs matched by name"},
@@ -168,8 +170,8 @@ def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
     }
 
 
-def _describe(kind: str, streaming: bool, fixed: int | None) -> str:
-    if kind == "language_model":
+def _describe(kind: Kind, streaming: bool, fixed: int | None) -> str:
+    if kind.stateful:
         return "ids and states in; per-step logits and the new states out (any N, T)"
     if streaming:
         return "a chunk and states in; per-step outputs and the new states out (any N, T)"
@@ -196,7 +198,7 @@ def _onnx_output_name(name: str) -> str:
     return name
 
 
-def _convert(graph: FixedLengthModel, example: list[np.ndarray], names: list[str],
+def _convert(graph: HybridBlock, stateful: bool, example: list[np.ndarray], names: list[str],
              out_names: list[str], spec: dict, onnx):
     """MXNet symbol of ``graph`` -> ONNX ModelProto with ``names`` in and ``out_names`` out
     (initializers are not graph inputs; batch and, when stateful, time are dynamic)."""
@@ -207,12 +209,12 @@ def _convert(graph: FixedLengthModel, example: list[np.ndarray], names: list[str
         stem = str(Path(tmp) / "g")
         graph.export(stem, epoch=0)
         symbol_file, params_file, _ = files_of(stem)
-        _rename_inputs(symbol_file, names)
+        rename_inputs(symbol_file, names)
         fold_packed_weights(symbol_file, params_file, names)
         sym, args, aux = mx.model.load_checkpoint(stem, 0)
     dynamic = [(None, None) + example[0].shape[2:]]
     dynamic += [tuple(None if d == "N" else d for d in s["shape"]) for s in spec["states"]]
-    if not graph.stateful:  # fixed length: only the batch axis varies
+    if not stateful:  # fixed length: only the batch axis varies
         dynamic[0] = (None,) + example[0].shape[1:]
     types = [onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[a.dtype] for a in example]
     proto = MXNetGraph().create_onnx_graph_proto(

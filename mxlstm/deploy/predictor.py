@@ -1,8 +1,9 @@
 """Standalone predictor for models exported by ``mxlstm export``.
 
-This file and its sibling ``predictor_inputs.py`` import only the standard library, numpy
-and mxnet: copy both next to the three exported files and run them on a machine without
-mxlstm::
+This file and its siblings (``predictor_inputs.py``, ``predictor_files.py``,
+``predictor_meta.py``, and ``preprocess.py`` / ``kinds.py``: the rules training used) import
+only the standard library, numpy and mxnet. ``mxlstm export`` writes them next to the three
+exported files (:mod:`mxlstm.deploy.ship`); run them on a machine without mxlstm::
 
     PREFIX-symbol.json   the graph          (MXNet HybridBlock.export)
     PREFIX-0000.params   the weights
@@ -27,89 +28,43 @@ Several inputs are right-padded into one batch with their valid lengths.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import re
 import sys
-import unicodedata
 import warnings
 from collections.abc import Sequence
-from functools import lru_cache
 
 import mxnet as mx
 import numpy as np
 
 try:  # inside the mxlstm package, or copied beside this file (see the module docstring)
-    from .predictor_inputs import (
-        CHAR_RULE,
-        FORMAT,
-        FORMAT_VERSION,
-        WORD_RULE,
-        InputError,
-        Inputs,
-        ModelFilesError,
-        PredictorError,
-        add_input_options,
-        parse_series_line,
-        read_inputs,
-        read_options,
-        validate_meta,
-    )
+    from .. import preprocess  # noqa: I001
+    from ..kinds import KINDS
+    from .predictor_inputs import Inputs, add_input_options, parse_series_line, read_inputs, \
+        read_options
+    from .predictor_meta import (CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE, InputError,
+                                 ModelFilesError, PredictorError, validate_meta)
 except ImportError:
-    from predictor_inputs import (  # noqa: I001
-        CHAR_RULE,
-        FORMAT,
-        FORMAT_VERSION,
-        WORD_RULE,
-        InputError,
-        Inputs,
-        ModelFilesError,
-        PredictorError,
-        add_input_options,
-        parse_series_line,
-        read_inputs,
-        read_options,
-        validate_meta,
-    )
+    import preprocess  # noqa: I001
+    from kinds import KINDS
+    from predictor_inputs import Inputs, add_input_options, parse_series_line, read_inputs, \
+        read_options
+    from predictor_meta import (CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE, InputError,
+                                ModelFilesError, PredictorError, validate_meta)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CHAR_RULE", "WORD_RULE",
            "Predictor", "PredictorError", "ModelFilesError", "InputError", "Inputs",
            "read_inputs", "parse_series_line", "validate_meta", "predict_file", "tokenize"]
 
-STD_FLOOR = 1e-8
-
-
-# ----------------------------------------------------------------------------- tokenizer
-# Scripts written without spaces: one token per character (ideographs, kana, Hangul).
-_CJK = ("\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-        "\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f")
-
-
-@lru_cache(maxsize=1)
-def _word_pattern() -> re.Pattern:
-    """Rule ``mxlstm-word-v1``: a CJK character | letters ('letters)? | digits | any other
-    non-space character; letters include combining marks (category M*)."""
-    marks = [cp for cp in [*range(0x20000), *range(0xE0000, 0xE1000)]
-             if unicodedata.category(chr(cp))[0] == "M"]
-    spans, start = [], 0  # runs of consecutive code points as 'a-b' ranges
-    for k in range(1, len(marks) + 1):
-        if k == len(marks) or marks[k] != marks[k - 1] + 1:
-            spans.append(f"{re.escape(chr(marks[start]))}-{re.escape(chr(marks[k - 1]))}")
-            start = k
-    letter = rf"(?:[^\W\d_{_CJK}]|[{''.join(spans)}])"
-    return re.compile(rf"[{_CJK}]|{letter}+(?:'{letter}+)?|\d+|\S")
-
 
 def tokenize(text: str, rule: str = WORD_RULE) -> list[str]:
-    """Tokens of ``text``: rule ``mxlstm-word-v1`` works on NFC-normalised lower-case text;
-    rule ``chars`` keeps every character unchanged."""
-    if rule == CHAR_RULE:
-        return list(text)
-    if rule != WORD_RULE:
-        raise ModelFilesError(f"unknown tokenizer rule {rule!r} (this predictor knows "
-                              f"{WORD_RULE!r} and {CHAR_RULE!r})")
-    return _word_pattern().findall(unicodedata.normalize("NFC", text).lower())
+    """Tokens of ``text`` by the training rule (:func:`preprocess.tokenize`): rule
+    ``mxlstm-word-v1`` works on NFC-normalised lower-case text; rule ``chars`` keeps every
+    character unchanged."""
+    try:
+        return preprocess.tokenize(text, rule)
+    except ValueError as err:
+        raise ModelFilesError(f"{err} in this predictor") from None
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -118,15 +73,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# ----------------------------------------------------------------------------- predictor
 # ----------------------------------------------------------------------------- predictor
 class Predictor:
     """Raw input -> answer with an exported model (no mxlstm needed).
@@ -160,12 +106,13 @@ class Predictor:
             raise ModelFilesError(f"{files[2]}: damaged meta.json ({err})") from None
         except OSError as err:
             raise ModelFilesError(f"{files[2]}: cannot read ({err.strerror or err})") from None
-        if self.meta["fingerprint"]["params_sha256"] != _sha256(files[1]):
+        if self.meta["fingerprint"]["params_sha256"] != preprocess.sha256_file(files[1]):
             raise ModelFilesError(f"{files[2]} does not belong to {files[1]} (params sha256 "
                                   f"differs from the fingerprint): a meta.json of another "
                                   f"model?")
         spec, pre = self.meta["input"], self.meta["preprocessing"]
         self.kind = self.meta["kind"]
+        self.answers = KINDS[self.kind].answer  # labels, step_labels, values or tokens
         self.labels = self.meta["label_names"]
         self.input_names = spec["names"]
         self.states = spec["states"]
@@ -176,7 +123,7 @@ class Predictor:
         self._index = {t: i for i, t in enumerate(self._vocab)} if self._vocab else None
         norm = pre.get("normalization")
         self._mean = np.asarray(norm["mean"], np.float32) if norm else None
-        self._std = np.maximum(np.asarray(norm["std"], np.float32), STD_FLOOR) if norm else None
+        self._std = preprocess.floor_std(norm["std"]) if norm else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -204,9 +151,9 @@ class Predictor:
         return int(outs[0][-1])
 
     def _check_outputs(self, meta_file: str) -> None:
-        if self.kind in ("sequence_classification", "text_classification", "tagging"):
+        if KINDS[self.kind].labelled:
             field, have = "label_names", len(self.labels)
-        elif self.kind == "language_model":
+        elif self.answers == "tokens":
             field, have = "preprocessing.idx_to_token", len(self._vocab)
         else:
             return
@@ -217,8 +164,7 @@ class Predictor:
     def resolve_top_k(self, top_k: int | None, option: str = "top_k") -> int | None:
         """``top_k`` checked against the model: 1..classes (classifiers) or 1..vocabulary
         (language models); None -> 5, or all of them when there are fewer."""
-        ranked = {"sequence_classification": "labels", "text_classification": "labels",
-                  "language_model": "tokens"}.get(self.kind)
+        ranked = KINDS[self.kind].ranked
         if ranked is None:
             if top_k is None:
                 return None
@@ -258,7 +204,7 @@ class Predictor:
         if len(x) == 0:
             raise InputError("empty sequence")
         x = x.astype(np.float32)
-        return (x - self._mean) / self._std if self._mean is not None else x
+        return preprocess.normalize(x, self._mean, self._std) if self._mean is not None else x
 
     def _token_ids(self, item) -> np.ndarray:
         pre = self.meta["preprocessing"]
@@ -366,22 +312,22 @@ class Predictor:
         arrays.update({s["name"]: v for s, v in zip(self.states, states)})
         outs = self.forward(*[arrays[n] for n in names])
         main, new_states = outs[0], outs[1:]
-        if self.states and main.ndim == 3 and self.kind != "tagging":
+        if self.states and main.ndim == 3 and self.answers != "step_labels":
             last = lengths.astype(np.int64) - 1  # per-step outputs: the last valid step
             main = main[np.arange(len(main)), last]
         results = [self._answer(main[k], int(lengths[k]), top_k) for k in range(len(main))]
         return results, new_states
 
     def _answer(self, out: np.ndarray, length: int, top_k: int) -> dict:
-        if self.kind == "language_model":
+        if self.answers == "tokens":
             p = _softmax(out)
             best = np.argsort(-p, kind="stable")[:top_k]
             tops = [{"token": self._vocab[i], "probability": float(p[i])} for i in best]
             return {"next_token": tops[0]["token"], "top_k": tops}
-        if self.kind == "regression":
+        if self.answers == "values":
             values = [float(v) for v in out]
             return {"value": values[0] if len(values) == 1 else values}
-        if self.kind == "tagging":
+        if self.answers == "step_labels":
             return {"labels": [self.labels[i] for i in out[:length].argmax(axis=-1)]}
         p = _softmax(out)
         best = np.argsort(-p, kind="stable")[:top_k]

@@ -1,9 +1,8 @@
-"""What the standalone predictor reads: ``PREFIX-meta.json`` (:func:`validate_meta`, the
-one schema check of the CLI and the predictor) and input files in every format
-``mxlstm train`` reads, or stdin.
+"""What the standalone predictor reads: input files in every format ``mxlstm train`` reads,
+or stdin (the ``meta.json`` schema is in ``predictor_meta.py``).
 
-Standard library and numpy only, like ``predictor.py`` beside it: copy both files next to
-an export. :func:`read_inputs` turns a file (or ``-``, standard input) into raw inputs:
+Standard library and numpy only, like ``predictor.py`` beside it (see there).
+:func:`read_inputs` turns a file (or ``-``, standard input) into raw inputs:
 
 =================  =====================================================================
 numeric models     ``.npy`` ``(N, T, C)`` / ``(N, T)``; ``.npz`` (array ``x`` or the only
@@ -18,47 +17,36 @@ text models        ``.tsv`` / ``.csv`` (the recorded text field; a header row na
 
 Names ending in ``.gz`` are decompressed. Standard input has no name: its format is
 sniffed (``.npy``/``.npz``/gzip/IDX magic bytes, an ``@data`` line, a JSON object, a
-header naming the text field) unless given. Only regular files are opened (a FIFO or a
-device is refused before it is opened); files above :data:`MAX_INPUT_BYTES` are refused.
+header naming the text field) unless given; ``predictor_files.py`` reads the bytes (regular
+files only, size cap).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import io
 import json
-import os
-import stat
-import sys
 import zipfile
 import zlib
 
 import numpy as np
 
-MAX_INPUT_BYTES = 256 * 1024 * 1024  # per input file (and decompressed), see --max-input-mb
-STDIN = "-"
-FORMATS = ("npy", "npz", "ts", "idx", "csv", "tsv", "jsonl", "lines")
-TEXT_FORMATS = ("csv", "tsv", "jsonl", "lines")
-NUMERIC_FORMATS = ("npy", "npz", "ts", "idx", "csv", "lines")
-IDX_IMAGES_MAGIC = 2051
-FORMAT = "mxlstm-export"
-FORMAT_VERSION = 1
-WORD_RULE = "mxlstm-word-v1"
-CHAR_RULE = "chars"
+try:  # inside the mxlstm package, or copied beside predictor.py
+    from ..preprocess import empty_channel, fill_missing  # noqa: I001
+    from .predictor_files import (FORMATS, IDX_IMAGES_MAGIC, MAX_INPUT_BYTES,
+                                  NUMERIC_FORMATS, STDIN, TEXT_FORMATS, _binary_format,
+                                  _decode, _gunzip, _sniff, format_from_name,
+                                  read_input_bytes)
+    from .predictor_meta import InputError
+except ImportError:
+    from predictor_files import (FORMATS, IDX_IMAGES_MAGIC, MAX_INPUT_BYTES,  # noqa: I001
+                                 NUMERIC_FORMATS, STDIN, TEXT_FORMATS, _binary_format,
+                                 _decode, _gunzip, _sniff, format_from_name,
+                                 read_input_bytes)
+    from predictor_meta import InputError
+    from preprocess import empty_channel, fill_missing
 
-
-class PredictorError(ValueError):
-    """Unusable model files or raw input; the message says which and why."""
-
-
-class ModelFilesError(PredictorError):
-    """Missing, damaged or mismatched exported files."""
-
-
-class InputError(PredictorError):
-    """Raw input the model cannot take (empty text, wrong feature count, non-numeric ...)."""
 
 
 class Inputs(list):
@@ -68,111 +56,6 @@ class Inputs(list):
     def __init__(self, items, name: str, fmt: str, where: list[str]) -> None:
         super().__init__(items)
         self.name, self.format, self.where = name, fmt, where
-
-
-# ----------------------------------------------------------------------------- meta.json
-KNOWN_VERSIONS = (1,)
-KINDS = ("sequence_classification", "text_classification", "regression", "tagging",
-         "language_model")
-CLASSIFIERS = ("sequence_classification", "text_classification", "tagging")
-
-
-def _show(value) -> str:
-    text = json.dumps(value, ensure_ascii=False) if value is not ... else "nothing"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def validate_meta(meta, path: str = "meta.json") -> dict:
-    """Check a loaded ``PREFIX-meta.json`` against the schema this predictor reads: the
-    first problem raises :class:`ModelFilesError` ``"<path>: field <name>: ..."``."""
-    def field(tree: dict, prefix: str, key: str, kinds, what: str, optional: bool = False,
-              test=None):
-        value = tree.get(key, ...)
-        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-        if optional and value in (None, ...):
-            return None
-        ok = value is not ... and isinstance(value, kinds) and \
-            (bool in kinds or not isinstance(value, bool)) and (test is None or test(value))
-        if not ok:
-            got = "missing" if value is ... else f"got {_show(value)}"
-            raise ModelFilesError(f"{path}: field {prefix}{key}: expected {what}, {got}")
-        return value
-
-    def strings(v):
-        return all(isinstance(x, str) for x in v)
-
-    def count(v):
-        return not isinstance(v, bool) and v >= 1
-
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFilesError(f"{path}: not an mxlstm export meta.json")
-    version = field(meta, "", "format_version", int, "an integer format version "
-                    f"({', '.join(map(str, KNOWN_VERSIONS))})")
-    if version > FORMAT_VERSION:
-        raise ModelFilesError(f"{path}: field format_version: {version} is newer than this "
-                              f"predictor ({FORMAT_VERSION})")
-    field(meta, "", "format_version", int, f"one of {KNOWN_VERSIONS}",
-          test=lambda v: v in KNOWN_VERSIONS)
-    kind = field(meta, "", "kind", str, f"one of {', '.join(KINDS)}", test=lambda v: v in KINDS)
-    field(meta, "", "label_names", list, "a list of strings" + (
-        " (one per class)" if kind in CLASSIFIERS else ""),
-        test=lambda v: strings(v) and (bool(v) or kind not in CLASSIFIERS))
-    field(meta, "", "streaming", bool, "true or false", optional=True)
-    field(meta, "", "fingerprint", dict, "an object with params_sha256")
-    field(meta["fingerprint"], "fingerprint.", "params_sha256", str, "a sha256 hex digest")
-    spec = field(meta, "", "input", dict, "an object (names, type, dtype, ...)")
-    names = field(spec, "input.", "names", list, "a list of graph input names starting "
-                  "with 'data'", test=lambda v: strings(v) and v[:1] == ["data"])
-    tokens = field(spec, "input.", "type", str, "'float' or 'tokens'",
-                   test=lambda v: v in ("float", "tokens")) == "tokens"
-    field(spec, "input.", "dtype", str, "a numpy dtype name such as float32 or int32",
-          test=lambda v: v in ("float16", "float32", "float64", "int32", "int64"))
-    features = field(spec, "input.", "features", int, "an integer >= 1 (features per step)",
-                     optional=tokens, test=count)
-    field(spec, "input.", "vocab_size", int, "an integer >= 1", optional=not tokens,
-          test=count)
-    for key in ("fixed_length", "sequence_length", "max_train_length"):
-        field(spec, "input.", key, int, "null or an integer >= 1", optional=True, test=count)
-    field(spec, "input.", "series_lengths", list, "null or [shortest, longest]",
-          optional=True, test=lambda v: len(v) == 2 and all(isinstance(x, int) for x in v))
-    states = field(spec, "input.", "states", list, "a list of {name, shape}")
-    for k, state in enumerate(states):
-        where = f"input.states[{k}]."
-        if not isinstance(state, dict):
-            raise ModelFilesError(f"{path}: field input.states[{k}]: expected an object "
-                                  f"{{name, shape}}, got {_show(state)}")
-        field(state, where, "name", str, "one of input.names", test=lambda v: v in names)
-        field(state, where, "shape", list, "a list of integers with one 'N'", test=lambda v: (
-            v.count("N") == 1 and all(d == "N" or (isinstance(d, int) and count(d))
-                                      for d in v)))
-    known = {"data", "valid_length"} | {s["name"] for s in states}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ModelFilesError(f"{path}: field input.names: unknown input {unknown[0]!r} "
-                              f"(not data, valid_length or a state)")
-    pre = field(meta, "", "preprocessing", dict, "an object")
-    norm = field(pre, "preprocessing.", "normalization", dict, "null or {mean, std}",
-                 optional=True)
-    for key in ("mean", "std") if norm else ():
-        field(norm, "preprocessing.normalization.", key, list, f"{features} numbers (one per "
-              "feature)", test=lambda v: len(v) == features and all(
-                  isinstance(x, (int, float)) and not isinstance(x, bool) for x in v))
-    vocab = field(pre, "preprocessing.", "idx_to_token", list, "null or a list of strings",
-                  optional=kind != "language_model", test=strings)
-    tokenizer = field(pre, "preprocessing.", "tokenizer", dict, "an object {rule, level}",
-                      optional=not (tokens and vocab))
-    if tokenizer:
-        field(tokenizer, "preprocessing.tokenizer.", "rule", str,
-              f"{WORD_RULE!r} or {CHAR_RULE!r}", test=lambda v: v in (WORD_RULE, CHAR_RULE))
-    for key in ("pad_id", "unk_id"):
-        field(pre, "preprocessing.", key, int, "an integer id", optional=not vocab,
-              test=lambda v: 0 <= v < max(len(vocab or ()), spec.get("vocab_size") or 0))
-    field(pre, "preprocessing.", "truncate", int, "null or an integer >= 0", optional=True,
-          test=lambda v: v >= 0)
-    config = field(meta, "", "config", dict, "an object", optional=True) or {}
-    data = field(config, "config.", "data", dict, "an object", optional=True) or {}
-    field(data, "config.data.", "text_field", str, "a column name", optional=True)
-    return meta
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -193,16 +76,11 @@ def _values(tokens: list[str], where: str) -> np.ndarray:
 
 
 def _fill_missing(series: np.ndarray, where: str) -> np.ndarray:
-    """Linear interpolation of NaNs along time; edges take the nearest observed value."""
-    for c in range(series.shape[1]):
-        column = series[:, c]
-        bad = np.isnan(column)
-        if bad.all():
-            raise InputError(f"{where}channel {c + 1}: all values missing")
-        if bad.any():
-            steps = np.arange(len(column))
-            column[bad] = np.interp(steps[bad], steps[~bad], column[~bad])
-    return series
+    """The training rule (:func:`preprocess.fill_missing`) on one raw input."""
+    empty = empty_channel(series)
+    if empty is not None:
+        raise InputError(f"{where}channel {empty + 1}: all values missing")
+    return fill_missing(series)
 
 
 def parse_series_line(line: str, channels: int, where: str = "") -> np.ndarray:
@@ -230,131 +108,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return text.strip() == "?"
     return True
-
-
-# ----------------------------------------------------------------------------- bytes
-_KINDS = [(stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
-
-
-def _not_regular(path: str, mode: int) -> InputError:
-    if stat.S_ISDIR(mode):
-        return InputError(f"{path}: is a directory, expected a file")
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    return InputError(f"{path}: not a regular file ({kind}); give a file, or '-' for "
-                      f"standard input")
-
-
-def _too_big(name: str, size: str, limit: int) -> InputError:
-    return InputError(f"{name}: {size} above the limit of {limit / 2 ** 20:g} MiB for an "
-                      f"input (raise it with --max-input-mb)")
-
-
-def read_input_bytes(path: str, max_bytes: int = MAX_INPUT_BYTES) -> tuple[str, bytes]:
-    """``(name, bytes)`` of ``path`` or of standard input (``-``); anything but a regular
-    file is refused without being opened, and so are files above ``max_bytes``."""
-    path = os.fspath(path)
-    if path == STDIN:
-        stream = getattr(sys.stdin, "buffer", None)
-        if stream is None:
-            raise InputError("<stdin>: no standard input")
-        data = stream.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise _too_big("<stdin>", "more than that", max_bytes)
-        if not data:
-            raise InputError("<stdin>: empty input")
-        return "<stdin>", data
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise _not_regular(path, info.st_mode)
-    if info.st_size > max_bytes:
-        raise _too_big(path, f"{info.st_size} bytes,", max_bytes)
-    if info.st_size == 0:
-        raise InputError(f"{path}: empty file")
-    try:  # O_NONBLOCK: should a FIFO replace the file after the stat, open does not wait
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_regular(path, mode)
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _too_big(path, "more than that", max_bytes)
-    if not data:
-        raise InputError(f"{path}: empty file")
-    return path, data
-
-
-def _gunzip(name: str, data: bytes, max_bytes: int) -> bytes:
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            out = f.read(max_bytes + 1)
-    except (OSError, EOFError, zlib.error) as err:
-        raise InputError(f"{name}: cannot decompress ({err})") from None
-    if len(out) > max_bytes:
-        raise _too_big(name, "decompressed, more than that,", max_bytes)
-    if not out:
-        raise InputError(f"{name}: empty file (after decompression)")
-    return out
-
-
-def _decode(name: str, data: bytes) -> list[str]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise InputError(f"{name}:{line}: invalid UTF-8 byte 0x{data[err.start]:02x} at "
-                         f"column {column} (a binary file?)") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-# ----------------------------------------------------------------------------- formats
-def format_from_name(path: str) -> str | None:
-    """The format of a file name (``.gz`` left out), or None (then: one item a line)."""
-    name = os.path.basename(path).lower()
-    name = name[:-3] if name.endswith(".gz") else name
-    if "idx3-ubyte" in name or "idx3.ubyte" in name:
-        return "idx"
-    ext = os.path.splitext(name)[1].lstrip(".")
-    return ext if ext in FORMATS and ext != "lines" else None
-
-
-def _sniff(lines: list[str], text_model: bool, field: str) -> str:
-    """The format of text read from standard input."""
-    first = next((line for line in lines if line.strip()), "")
-    if not text_model:
-        return "ts" if any(x.strip().lower().startswith("@data") for x in lines) else "lines"
-    try:
-        if isinstance(json.loads(first), dict):
-            return "jsonl"
-    except ValueError:
-        pass
-    if field in [f.strip() for f in first.split("\t")]:
-        return "tsv"
-    if field in [f.strip() for f in next(csv.reader([first]), [])]:
-        return "csv"
-    return "lines"
-
-
-def _binary_format(data: bytes) -> str | None:
-    if data.startswith(b"\x93NUMPY"):
-        return "npy"
-    if data.startswith(b"PK\x03\x04"):
-        return "npz"
-    if len(data) >= 4 and int.from_bytes(data[:4], "big") == IDX_IMAGES_MAGIC:
-        return "idx"
-    return None
 
 
 # ----------------------------------------------------------------------------- arrays

@@ -13,10 +13,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from mxlstm.config import RunConfig, apply_overrides, describe, read_toml
 from mxlstm.errors import ConfigError
 from mxlstm.tasks import language_model, sequences, synthetic, text
 from mxlstm.tasks.base import Prepared, check_model_size, model_tensors
-from mxlstm.training.config import RunConfig, apply_overrides, describe, read_toml
 
 TASKS: dict[str, tuple[ModuleType, str]] = {
     "digits": (sequences, "digits"),

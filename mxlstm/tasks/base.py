@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 from mxnet import gluon
 
+from mxlstm.blocks.models import SequenceModel
+from mxlstm.config import RunConfig
 from mxlstm.data.augment import AugmentedDataset
 from mxlstm.data.augment_spec import build_augmentation
 from mxlstm.data.batching import make_loader
 from mxlstm.errors import ConfigError, DataError
-from mxlstm.models import SequenceModel
-from mxlstm.training.config import RunConfig
+from mxlstm.tasks.spec import TaskSpec
 from mxlstm.training.objectives import Objective
 
 # Keys only some tasks read. Each task module's ``IGNORED`` maps its task names to the keys
@@ -123,6 +124,11 @@ class Prepared:
     files: dict[str, str] = field(default_factory=dict)
     sample_batch: tuple | None = None
     train_labels: np.ndarray | None = None  # class ids of the training split (baselines)
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The typed view of :attr:`meta` (kind, inputs, labels, baseline)."""
+        return TaskSpec.from_meta({**self.meta, "files": self.files or self.meta.get("files", {})})
 
 
 def head_units(spec: str) -> tuple[int, ...]:

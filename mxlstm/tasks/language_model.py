@@ -11,10 +11,11 @@ import mxnet as mx
 import numpy as np
 from gluonnlp import Vocab
 
+from mxlstm.blocks.models import LanguageModel
+from mxlstm.config import RunConfig
 from mxlstm.data.batching import lm_batches
 from mxlstm.data.text import UNK, build_vocab, encode, load_austen, load_corpus
 from mxlstm.errors import DataError
-from mxlstm.models import LanguageModel
 from mxlstm.tasks.base import (
     CLASSIFIER_KEYS,
     COPY_KEYS,
@@ -26,7 +27,6 @@ from mxlstm.tasks.base import (
     encoder_options,
     model_tensors,
 )
-from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import LanguageModelling
 
 PRESETS = {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mxlstm.config import RunConfig
 from mxlstm.data.fileio import require_file
 from mxlstm.data.sources import (
     NormalizationStats,
@@ -37,7 +38,6 @@ from mxlstm.tasks.base import (
     loaders,
     sequence_model,
 )
-from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Classification
 
 PRESETS = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mxnet import gluon
 
+from mxlstm.config import RunConfig
 from mxlstm.data.batching import pad_batchify
 from mxlstm.data.synthetic import adding_problem, copy_memory
 from mxlstm.tasks.base import (
@@ -22,7 +23,6 @@ from mxlstm.tasks.base import (
     loaders,
     sequence_model,
 )
-from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Regression, SequenceTagging
 
 PRESETS = {

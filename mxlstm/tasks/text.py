@@ -11,6 +11,7 @@ import numpy as np
 from gluonnlp import Vocab
 from mxnet import gluon
 
+from mxlstm.config import RunConfig
 from mxlstm.data.batching import pad_batchify
 from mxlstm.data.text import (
     PAD,
@@ -33,7 +34,6 @@ from mxlstm.tasks.base import (
     loaders,
     sequence_model,
 )
-from mxlstm.training.config import RunConfig
 from mxlstm.training.objectives import Classification
 
 PRESETS = {

@@ -37,22 +37,21 @@ refused.
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import json
 import logging
 import os
 import random
 import re
 import shutil
-import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mxlstm.errors import ModelFileError, error_reason
+from mxlstm.preprocess import sha256_file
+from mxlstm.training import atomic
+from mxlstm.training.atomic import write_atomic
 from mxlstm.training.optimizer_state import (
     ARRAYS_FILE,
     load_optimizer_state,
@@ -115,52 +114,7 @@ def restore_rng_state(rng: dict) -> None:
         raise ValueError(f"malformed RNG state ({err})") from None
 
 
-def _fsync(path: PathLike, directory: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        if directory:  # e.g. Windows cannot open directories
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError as err:  # some file systems refuse fsync on directories
-        if not directory or err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _as_bytes(data: bytes | str) -> bytes:
-    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _rmtree(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
+_sha256 = sha256_file  # the file hash of the whole package (mxlstm.preprocess)
 
 
 def _check_tag(tag: str) -> None:
@@ -227,10 +181,10 @@ def _recover(ckpt_dir: Path, tag: str) -> None:
             if _problem(cand) is None:
                 log.warning("restoring checkpoint %s from %s (interrupted save)", final, cand)
                 os.rename(cand, final)
-                _fsync(ckpt_dir, directory=True)
+                atomic.fsync_path(ckpt_dir, directory=True)
                 break
     for leftover in _leftovers(ckpt_dir, "tmp", tag) + _leftovers(ckpt_dir, "old", tag):
-        _rmtree(leftover)
+        atomic.remove_tree(leftover)
 
 
 def _remove_latest_temps(ckpt_dir: Path) -> None:
@@ -238,39 +192,6 @@ def _remove_latest_temps(ckpt_dir: Path) -> None:
         if _LATEST_TEMP_RE.match(entry.name) and entry.is_file():
             with contextlib.suppress(OSError):
                 entry.unlink()
-
-
-def write_atomic(path: PathLike, data: bytes | str) -> None:
-    """Replace ``path`` with ``data`` atomically (str is written as UTF-8).
-
-    The data go to a temp file in the same directory, which is flushed, fsynced and
-    ``os.replace``-d onto ``path``; then the directory is fsynced.  On any exception the temp
-    file is removed and the exception re-raised, so ``path`` keeps its old content (or stays
-    absent) when, for example, the disk is full.  An existing file's permissions are kept.
-    """
-    path = Path(path)
-    payload = _as_bytes(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = 0o644
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
-        _write_all(fd, payload)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync(path.parent, directory=True)
 
 
 def save_checkpoint(run_dir: PathLike, tag: str, model, trainer, state: dict,
@@ -284,7 +205,7 @@ def save_checkpoint(run_dir: PathLike, tag: str, model, trainer, state: dict,
     ``files`` (plain names such as ``config.json``; str as UTF-8) as they are.
     """
     _check_tag(tag)
-    extra = {name: _as_bytes(data) for name, data in (files or {}).items()}
+    extra = {name: atomic.as_bytes(data) for name, data in (files or {}).items()}
     for name in extra:
         if name in _RESERVED or Path(name).name != name or name.startswith("."):
             raise ValueError(f"invalid extra checkpoint file name {name!r}")
@@ -302,17 +223,17 @@ def save_checkpoint(run_dir: PathLike, tag: str, model, trainer, state: dict,
         if trainer is not None:
             names += save_optimizer_state(trainer, tmp)
         for name in names:  # written without fsync
-            _fsync(tmp / name)
+            atomic.fsync_path(tmp / name)
         for name, data in extra.items():
-            _write_new(tmp / name, data)
+            atomic.write_new(tmp / name, data)
             names.append(name)
-        _write_new(tmp / STATE_FILE, state_bytes)
+        atomic.write_new(tmp / STATE_FILE, state_bytes)
         names.append(STATE_FILE)
         manifest = {"format": _FORMAT, "version": 1, "tag": tag, "files": {
             name: {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
             for name in names}}
-        _write_new(tmp / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
-        _fsync(tmp, directory=True)
+        atomic.write_new(tmp / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+        atomic.fsync_path(tmp, directory=True)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
@@ -327,8 +248,8 @@ def save_checkpoint(run_dir: PathLike, tag: str, model, trainer, state: dict,
             with contextlib.suppress(OSError):
                 os.rename(old, final)
         raise
-    _fsync(ckpt_dir, directory=True)
-    _rmtree(old)
+    atomic.fsync_path(ckpt_dir, directory=True)
+    atomic.remove_tree(old)
     _remove_latest_temps(ckpt_dir)
     write_atomic(ckpt_dir / LATEST, tag + "\n")
     log.debug("saved checkpoint %s", final)
@@ -463,7 +384,7 @@ def prune_checkpoints(run_dir: PathLike, keep: set[str]) -> list[Path]:
             if entry.name in keep or (entry.name.startswith(".")
                                       and not _LEFTOVER_RE.match(entry.name)):
                 continue
-            _rmtree(entry)
+            atomic.remove_tree(entry)
             removed.append(entry)
         elif _LATEST_TEMP_RE.match(entry.name):
             with contextlib.suppress(OSError):

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from mxlstm.errors import DataError
-from mxlstm.training.checkpoint import PathLike, json_default, write_atomic
+from mxlstm.training.atomic import write_atomic
+from mxlstm.training.checkpoint import PathLike, json_default
 
 log = logging.getLogger(__name__)
 

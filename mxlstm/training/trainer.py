@@ -2,7 +2,8 @@
 
 One epoch: re-seed every RNG from ``(seed, epoch)`` -> batches split over the contexts
 -> forward/backward under autograd -> all-reduce -> global-norm clip -> optimizer update
--> evaluation -> callbacks (log, checkpoint, early stopping). Because each epoch starts
+-> evaluation -> callbacks (:mod:`mxlstm.training.callbacks`: plateau decay, early
+stopping, checkpoint) -> the metrics line. Because each epoch starts
 from a state that is a pure function of the seed and the checkpoint, a resumed run ends
 with the same parameters as an uninterrupted one (on CPU).
 """
@@ -21,16 +22,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from mxlstm.config import TrainConfig
 from mxlstm.data.batching import to_context
-from mxlstm.errors import ConfigError, TrainingError, error_reason
-from mxlstm.training.checkpoint import (
-    checkpoint_epoch,
-    find_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from mxlstm.training.config import TrainConfig
+from mxlstm.errors import ConfigError, TrainingError
+from mxlstm.training.callbacks import Callback, default_callbacks
+from mxlstm.training.checkpoint import checkpoint_epoch, find_checkpoint, load_checkpoint
 from mxlstm.training.consensus import agree_on_start
 from mxlstm.training.log import MetricsLog
 from mxlstm.training.metrics import is_better
@@ -106,12 +102,16 @@ class Fitter:
     checkpoint_files : dict
         Extra files (config, vocabulary, normalisation, metadata) stored in every
         checkpoint so a checkpoint is self-contained.
+    callbacks : list of :class:`~mxlstm.training.callbacks.Callback`
+        Run after every epoch, in order; None: :func:`~mxlstm.training.callbacks.
+        default_callbacks` (plateau decay, early stopping, checkpointing as ``cfg`` asks).
     """
 
     def __init__(self, model: gluon.HybridBlock, objective: Objective, cfg: TrainConfig,
                  run_dir: str | Path, contexts: list[mx.Context],
                  checkpoint_files: dict[str, str] | None = None, kvstore: Any = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 callbacks: list[Callback] | None = None) -> None:
         self.model = model
         self.kvstore = cfg.kvstore if kvstore is None else kvstore
         self.objective = objective
@@ -123,6 +123,7 @@ class Fitter:
         self.trainer: gluon.Trainer | None = None
         self.progress = progress or Progress("auto" if cfg.progress else "off")
         self._steps: int | None = None
+        self.callbacks = default_callbacks(cfg) if callbacks is None else list(callbacks)
 
     def check_monitor(self) -> None:
         """Refuse a ``train.monitor`` the validation metrics will not have (before any
@@ -245,9 +246,10 @@ class Fitter:
         record["lr"] = self.trainer.learning_rate
         record["main_metric"] = f"valid_{self.monitor}"
         state["epoch"] = epoch + 1
-        state["stopped_early"] = self._after_epoch(state, record)
+        self._track_best(state, record)
         state["history"].append(record)
-        self._checkpoint(state, record)  # first the checkpoint, then its metrics line
+        for callback in self.callbacks:  # the checkpoint before its metrics line
+            callback.on_epoch_end(self, state, record)
         metrics_log.write(record)
         log.info("epoch %d: train loss %.4f, valid %s %.4f%s", epoch + 1,
                  record["train_loss"], self.monitor, record[f"valid_{self.monitor}"],
@@ -278,9 +280,9 @@ class Fitter:
                 "train_loss": loss_sum / max(count, 1), "seconds": seconds,
                 "sequences_per_second": items / max(seconds, 1e-9)}
 
-    def _after_epoch(self, state: dict, record: dict) -> bool:
+    def _track_best(self, state: dict, record: dict) -> None:
         """Track the best epoch (ties in the monitored metric go to the lower validation
-        loss), the plateau schedule and early stopping."""
+        loss) and the epochs since (``bad_epochs``)."""
         value = record.get(f"valid_{self.monitor}")
         if value is None:
             raise ConfigError(f"train.monitor: the validation metrics have no "
@@ -293,25 +295,5 @@ class Fitter:
         if state["best"] is None or is_better(self.monitor, value, state["best"]) or tie:
             state["best"], state["best_epoch"], state["bad_epochs"] = value, state["epoch"], 0
             state["best_loss"] = loss
-            return False
-        state["bad_epochs"] += 1
-        if self.cfg.schedule == "plateau":
-            self.trainer.set_learning_rate(self.trainer.learning_rate * self.cfg.decay_factor)
-        return bool(self.cfg.early_stopping) and state["bad_epochs"] >= self.cfg.early_stopping
-
-    def _checkpoint(self, state: dict, record: dict) -> None:
-        """Write ``best`` (when this epoch is the best) and then ``epoch-NNNN``, which the
-        ``latest`` pointer names; older epoch checkpoints are removed."""
-        tag = f"epoch-{state['epoch']:04d}"
-        tags = (["best"] if state["best_epoch"] == state["epoch"] else []) + [tag]
-        for name in tags:
-            try:
-                save_checkpoint(self.run_dir, name, self.model, self.trainer, state,
-                                self.checkpoint_files)
-            except (OSError, mx.base.MXNetError) as err:  # e.g. disk full
-                reason = error_reason(err, self.run_dir / "checkpoints")
-                raise TrainingError(
-                    f"{self.run_dir / 'checkpoints' / name}: cannot save the checkpoint of "
-                    f"epoch {state['epoch']} ({reason}); the checkpoints saved before are "
-                    f"kept") from None
-        prune_checkpoints(self.run_dir, keep={tag, "best"})
+        else:
+            state["bad_epochs"] += 1

@@ -19,16 +19,16 @@ import pytest
 from test_predictor import exported, live_classifier, probs, tiny_run
 
 from mxlstm import runs
+from mxlstm.blocks.models import SequenceModel
+from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.cli import main
 from mxlstm.data.sources import NormalizationStats, load_digits
 from mxlstm.deploy import export as export_module
-from mxlstm.deploy.export import export_model, streaming_refusal
-from mxlstm.deploy.graphs import FixedLengthModel, LayerwiseFused
+from mxlstm.deploy.export import export_model
+from mxlstm.deploy.graphs import fixed_length_graph
 from mxlstm.deploy.onnx_export import export_onnx
 from mxlstm.deploy.predictor import InputError, Predictor
 from mxlstm.errors import ModelFileError, MxlstmError
-from mxlstm.models import SequenceModel
-from mxlstm.recurrent import RecurrentLayer
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAS_ONNX = HAS_ORT and importlib.util.find_spec("onnx") is not None  # both: `make onnx`
@@ -117,14 +117,13 @@ def test_streaming_is_refused_where_it_cannot_be_exact(base):
     with pytest.raises(ModelFileError, match="bidirectional"):
         export_model(tiny_run(base, "digits"), base / "never", streaming=True)
     mean_pooled = SequenceModel(3, 8, pooling="mean")
-    assert "pooling='mean'" in streaming_refusal(mean_pooled, "sequence_classification")
-    assert streaming_refusal(SequenceModel(3, 8), "sequence_classification") is None
+    assert "pooling='mean'" in mean_pooled.streaming_refusal()
+    assert SequenceModel(3, 8).streaming_refusal() is None
 
 
 # ----------------------------------------------------------------------------- fixed length
-def _fixed_graph(model: SequenceModel, split: bool) -> FixedLengthModel:
-    encoder = LayerwiseFused(model.encoder, return_states=False, split_directions=split)
-    return FixedLengthModel(model, "sequence_classification", False, 6, encoder=encoder)
+def _fixed_graph(model: SequenceModel, split: bool) -> SequenceModel:
+    return fixed_length_graph(model, 6, split_directions=split)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -143,7 +142,7 @@ def test_fixed_length_graph_equals_the_model_read_to_the_end(cell, pooling):
     gates = SequenceModel(4, 8, cell_type=cell, bidirectional=True, pooling=pooling,
                           fused=False)
     gates.initialize(mx.init.Uniform(0.5))
-    graph = FixedLengthModel(gates, "sequence_classification", False, 6)  # cells path
+    graph = fixed_length_graph(gates, 6)  # cells path
     assert np.abs(graph(x).asnumpy() - gates(x, mx.nd.full((3,), 6)).asnumpy()).max() <= 1e-6
 
 
@@ -153,8 +152,8 @@ def test_split_directions_keep_the_final_states():
     layer.initialize(mx.init.Uniform(0.5))
     x = mx.nd.random.normal(shape=(2, 5, 3))
     states = [mx.nd.random.normal(shape=(4, 2, 8)) for _ in range(2)]
-    outs = [LayerwiseFused(layer, return_states=True, split_directions=split)(x, states)
-            for split in (False, True)]
+    outs = [layer.variant(return_states=True, one_op_per_layer=True,
+                          split_directions=split)(x, None, states) for split in (False, True)]
     for a, b in zip([outs[0][0], *outs[0][1]], [outs[1][0], *outs[1][1]]):
         assert a.shape == b.shape and np.abs(a.asnumpy() - b.asnumpy()).max() <= 1e-6
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from test_predictor import exported, softmax, tiny_run
 
+from mxlstm.blocks.models import LanguageModel, SequenceModel
 from mxlstm.cli import main
 from mxlstm.data.sources import load_digits
 from mxlstm.deploy.onnx_export import ONNX_OPSET, export_onnx, onnx_refusal
 from mxlstm.deploy.predictor import Predictor
+from mxlstm.deploy.ship import STANDALONE_FILES
 from mxlstm.errors import ModelFileError
-from mxlstm.models import LanguageModel, SequenceModel
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -111,15 +112,14 @@ def test_variable_length_model_is_refused_and_the_reason_recorded(base):
 
 def test_refusal_reasons():
     fixed, varying = (8, 8, 8), (None, 7, 29)
-    kind = "sequence_classification"
-    assert onnx_refusal(SequenceModel(3, 8, num_layers=2, bidirectional=True), kind, False,
+    assert onnx_refusal(SequenceModel(3, 8, num_layers=2, bidirectional=True), False,
                         fixed) is None
-    assert "different lengths (7 to 29" in onnx_refusal(SequenceModel(3, 8), kind, False,
+    assert "different lengths (7 to 29" in onnx_refusal(SequenceModel(3, 8), False,
                                                          varying)
-    assert onnx_refusal(SequenceModel(3, 8), kind, True, varying) is None  # streaming
-    assert onnx_refusal(LanguageModel(50, 8, 8), "language_model", False, None) is None
+    assert onnx_refusal(SequenceModel(3, 8), True, varying) is None  # streaming
+    assert onnx_refusal(LanguageModel(50, 8, 8), True, None) is None  # always stateful
     for options in ({"peephole": True}, {"projection_size": 4}, {"zoneout": 0.1}):
-        reason = onnx_refusal(SequenceModel(3, 8, **options), kind, False, fixed)
+        reason = onnx_refusal(SequenceModel(3, 8, **options), False, fixed)
         assert "contrib.foreach" in reason, options
 
 
@@ -130,7 +130,7 @@ def test_cli_export_onnx_writes_the_file_and_reports(base, tmp_path, capsys):
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["onnx"]["max_abs_diff"] <= 1e-5 and summary["onnx"]["opset"] == 13
-    assert sorted(f.name for f in prefix.parent.iterdir()) == [
+    assert sorted(f.name for f in prefix.parent.iterdir()) == sorted([
         "digits-uni-0000.params", "digits-uni-meta.json", "digits-uni-symbol.json",
-        "digits-uni.onnx"]
+        "digits-uni.onnx", *STANDALONE_FILES])  # and the standalone predictor beside them
     assert read_meta(prefix)["onnx"]["file"] == "digits-uni.onnx"

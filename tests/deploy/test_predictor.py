@@ -19,14 +19,15 @@ import numpy as np
 import pytest
 
 from mxlstm import runs
+from mxlstm.config import apply_overrides
 from mxlstm.data.fileio import embedded_path, read_lines, read_text
 from mxlstm.data.sources import NormalizationStats, load_digits, load_ts
 from mxlstm.data.text import encode, load_movie_reviews, tokenize
 from mxlstm.deploy import predictor as standalone
 from mxlstm.deploy.export import export_model
 from mxlstm.deploy.latency import measure_latency
+from mxlstm.deploy.ship import STANDALONE_FILES, ship_predictor
 from mxlstm.tasks import default_config
-from mxlstm.training.config import apply_overrides
 
 TINY = {"train.epochs": 1, "train.max_batches": 2, "model.hidden_size": 16,
         "train.progress": False, "train.eval_batch_size": 64}
@@ -92,14 +93,19 @@ def test_tokenizer_equals_mxlstm_tokenize():
 def test_predictor_module_imports_no_mxlstm():
     stdlib = {"__future__", "argparse", "csv", "gzip", "hashlib", "io", "json", "os", "re",
               "stat", "sys", "unicodedata", "warnings", "zipfile", "zlib", "collections",
-              "functools"}
-    allowed = {"predictor": stdlib | {"mxnet", "numpy", "predictor_inputs", ""},
-               "predictor_inputs": stdlib | {"numpy"}}
+              "functools", "dataclasses"}
+    siblings = {"predictor_inputs", "predictor_files", "predictor_meta", "preprocess",
+                "kinds", ""}  # "": relative imports inside the package
+    allowed = {"predictor": stdlib | {"mxnet", "numpy"} | siblings,
+               "predictor_inputs": stdlib | {"numpy"} | siblings,
+               "predictor_files": stdlib | siblings, "predictor_meta": stdlib | siblings,
+               "preprocess": stdlib | {"numpy"}, "kinds": stdlib}
+    assert sorted(allowed) == sorted(n[:-3] for n in STANDALONE_FILES)
     for name, modules in allowed.items():
-        source = (Path(standalone.__file__).parent / f"{name}.py").read_text()
+        source = STANDALONE_FILES[name + ".py"].read_text()
         imported = {(a or b).split(".")[0] for a, b in re.findall(
             r"^\s*(?:from\s+(\.?[\w.]*)\s+import|import\s+([\w.]+))", source, flags=re.M)}
-        assert "mxnet" in imported or name == "predictor_inputs"
+        assert "mxnet" in imported or name != "predictor"
         assert imported <= modules, (name, imported - modules)
 
 
@@ -125,8 +131,7 @@ def test_fresh_process_matches_training_model(base, tmp_path):
     prefixes = {name: exported(base, name) for name in ("digits", "text", "vowels", "lm")}
     deploy = tmp_path / "deploy"  # the predictor file copied next to the exported files
     deploy.mkdir()
-    shutil.copy(standalone.__file__, deploy / "predictor.py")  # and its sibling
-    shutil.copy(Path(standalone.__file__).parent / "predictor_inputs.py", deploy)
+    ship_predictor(deploy)  # predictor.py and its siblings
     for name, prefix in prefixes.items():
         for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
             shutil.copy(str(prefix) + suffix, deploy / (name + suffix))

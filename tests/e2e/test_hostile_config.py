@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_bad_input import TINY, _clean_logging, _drop_run_log_handlers, snapshot, write
+from e2e_inputs import TINY, _drop_run_log_handlers, snapshot, write
+from test_bad_input import _clean_logging  # noqa: F401  (an autouse fixture)
 
 from mxlstm.cli import main
 

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import mxnet as mx
-from test_bad_input import _clean_logging, _drop_run_log_handlers, _reviews, snapshot, write
+from e2e_inputs import _drop_run_log_handlers, _reviews, snapshot, write
+from test_bad_input import _clean_logging  # noqa: F401  (an autouse fixture)
 
 from mxlstm.cli import main
 from mxlstm.errors import error_reason

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
+from mxlstm.blocks.models import SequenceModel
+from mxlstm.config import TrainConfig
 from mxlstm.errors import TrainingError
-from mxlstm.models import SequenceModel
 from mxlstm.training.checkpoint import find_checkpoint
-from mxlstm.training.config import TrainConfig
 from mxlstm.training.objectives import Classification
 from mxlstm.training.trainer import Fitter, parse_contexts, seed_everything
 

@@ -8,7 +8,7 @@ import pytest
 from mxnet import autograd
 
 from mxlstm import ConfigError
-from mxlstm.regularize import EmbeddingDropout, LockedDropout, drop_weights, zoneout
+from mxlstm.blocks.regularize import EmbeddingDropout, LockedDropout, drop_weights, zoneout
 
 
 @pytest.mark.parametrize("layout,time_axis", [("NTC", 1), ("TNC", 0)])

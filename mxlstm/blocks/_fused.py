@@ -3,14 +3,14 @@
 The operator takes all weights as one flat vector: every layer's and direction's
 ``i2h_weight, h2h_weight`` (order ``l0, r0, l1, r1, ...``), then all biases in the same
 order — the packing ``gluon.rnn.LSTM`` uses, so the layer's parameters are exactly a
-``gluon.rnn.LSTM``'s. The caller (:class:`mxlstm.recurrent.RecurrentLayer`) has already
+``gluon.rnn.LSTM``'s. The caller (:class:`mxlstm.blocks.recurrent.RecurrentLayer`) has already
 checked that this path is exact for the call.
 """
 
 from __future__ import annotations
 
-from mxlstm.regularize import drop_weights
-from mxlstm.sequence import length_mask, reverse_time, zeros_like_state
+from mxlstm.blocks._sequence import length_mask, reverse_time, zeros_like_state
+from mxlstm.blocks.regularize import drop_weights
 
 
 def pack_params(F, layer, params: dict, layers, directions):
@@ -29,9 +29,24 @@ def pack_params(F, layer, params: dict, layers, directions):
 
 def _call(F, layer, x, flat, states, num_layers: int, bidirectional: bool):
     out = F.RNN(x, flat, *states, state_size=layer.hidden_size, num_layers=num_layers,
-                bidirectional=bidirectional, mode=layer._table.cells[0].mode,
+                bidirectional=bidirectional, mode=layer.mode,
                 state_outputs=True, p=0.0)
     return out[0], [out[k] for k in range(1, len(states) + 1)]
+
+
+def _split_call(F, layer, x, params, index: int, states):
+    """One bidirectional layer on ``x (T, N, C)`` whose rows all hold ``T`` steps, as two
+    unidirectional ops (the reverse one on ``reverse(x)``); states each ``(2, N, H)``."""
+    outs, finals = [], [[] for _ in states]
+    for k, d in enumerate(layer.directions):
+        flat = pack_params(F, layer, params, [index], [d])
+        part = [F.slice_axis(s, axis=0, begin=k, end=k + 1) for s in states]
+        seq = F.reverse(x, axis=0) if d == "r" else x
+        out, fin = _call(F, layer, seq, flat, part, 1, False)
+        outs.append(F.reverse(out, axis=0) if d == "r" else out)
+        for s, f in enumerate(fin):
+            finals[s].append(f)
+    return F.concat(*outs, dim=2), [F.concat(*f, dim=0) for f in finals]
 
 
 def run(layer, F, x, valid_length, states, params):
@@ -46,7 +61,8 @@ def run(layer, F, x, valid_length, states, params):
         zero = F.broadcast_axis(zero, axis=0, size=num_layers * per_layer)
         states = [zero] + [F.identity(zero) for _ in layer._table.cells[0].state_info()[1:]]
     between = layer.dropout and num_layers > 1
-    if valid_length is None and not between:
+    layerwise = layer.one_op_per_layer or layer.split_directions
+    if valid_length is None and not between and not layerwise:
         flat = pack_params(F, layer, params, range(num_layers), dirs)
         return _call(F, layer, x, flat, states, num_layers, per_layer == 2)
 
@@ -58,7 +74,11 @@ def run(layer, F, x, valid_length, states, params):
             flat = pack_params(F, layer, params, [index], dirs)
             layer_states = [F.slice_axis(s, axis=0, begin=lo, end=lo + per_layer)
                             for s in states]
-            layer_in, fin = _call(F, layer, layer_in, flat, layer_states, 1, per_layer == 2)
+            if layer.split_directions and per_layer == 2:
+                layer_in, fin = _split_call(F, layer, layer_in, params, index, layer_states)
+            else:
+                layer_in, fin = _call(F, layer, layer_in, flat, layer_states, 1,
+                                      per_layer == 2)
             for k, f in enumerate(fin):
                 finals[k].append(f)
         else:

@@ -2,7 +2,7 @@
 
 A cell knows one step and nothing about time. Every cell has the parameter layout of
 MXNet's fused RNN operator, so the same weights run gate by gate here or fused in
-:mod:`mxlstm.recurrent`:
+:mod:`mxlstm.blocks.recurrent`:
 
 =============  ================  =========================================
 parameter      shape             meaning

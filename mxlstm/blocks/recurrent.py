@@ -1,11 +1,11 @@
 """Recurrent layers: run a cell over time, stacked and bidirectional, with exact lengths.
 
-A layer owns time, masks, states and direction; the cell (:mod:`mxlstm.cells`) owns one
+A layer owns time, masks, states and direction; the cell (:mod:`mxlstm.blocks.cells`) owns one
 step. There is one parameter layout (MXNet's fused one: ``l0_i2h_weight``,
 ``r0_h2h_bias``, ...) and two ways to run it:
 
 * **fused** — MXNet's ``RNN`` operator (oneDNN on CPU, cuDNN on GPU), see
-  :mod:`mxlstm.fused`. Used when it computes exactly what the cells would.
+  :mod:`mxlstm.blocks._fused`. Used when it computes exactly what the cells would.
 * **cells** — the gate-level path: the input projection of all steps in one matrix
   product, then ``F.contrib.foreach`` over time, so one hybridized graph serves any ``T``.
 
@@ -29,11 +29,11 @@ from typing import Any
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from mxlstm import fused as fused_ops
-from mxlstm.cells import RecurrentCell, make_cell
+from mxlstm.blocks import _fused as fused_ops
+from mxlstm.blocks._sequence import length_mask, reverse_time, zeros_like_state
+from mxlstm.blocks.cells import RecurrentCell, make_cell
+from mxlstm.blocks.regularize import check_rate, drop_weights, variational_mask, zoneout
 from mxlstm.errors import ConfigError
-from mxlstm.regularize import check_rate, drop_weights, variational_mask, zoneout
-from mxlstm.sequence import length_mask, reverse_time, zeros_like_state
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ class RecurrentLayer(HybridBlock):
         Variational dropout on ``h`` before the recurrent product (cells path).
     zoneout : float
         Zoneout probability on all states (cells path).
+    one_op_per_layer, split_directions : bool
+        Export forms of the fused path for calls without ``valid_length``: every layer as
+        its own 1-layer ``RNN`` op (mx2onnx converts no multi-layer op), and with
+        ``split_directions`` each direction as its own op, the reverse one on
+        ``reverse(x)`` (exact because every row is read to its end).
     **cell_kwargs
         Passed to the cell (e.g. ``forget_bias``, ``peephole``, ``layer_norm``,
         ``cell_clip``, ``hidden_clip``, ``projection_size``, ``activation``).
@@ -101,11 +106,20 @@ class RecurrentLayer(HybridBlock):
         weight_dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         zoneout: float = 0.0,
+        one_op_per_layer: bool = False,
+        split_directions: bool = False,
         prefix: str | None = None,
         params: Any = None,
         **cell_kwargs: Any,
     ) -> None:
         super().__init__(prefix=prefix, params=params)
+        self._options = {
+            "cell_type": cell_type, "hidden_size": hidden_size, "num_layers": num_layers,
+            "bidirectional": bidirectional, "layout": layout, "input_size": input_size,
+            "dropout": dropout, "return_states": return_states, "fused": fused,
+            "weight_dropout": weight_dropout, "recurrent_dropout": recurrent_dropout,
+            "zoneout": zoneout, "one_op_per_layer": one_op_per_layer,
+            "split_directions": split_directions, **cell_kwargs}
         if layout not in ("NTC", "TNC"):
             raise ConfigError(f"layout must be 'NTC' or 'TNC', got {layout!r}")
         if num_layers < 1:
@@ -123,6 +137,8 @@ class RecurrentLayer(HybridBlock):
         self.zoneout = check_rate("zoneout", zoneout)
         self.return_states = return_states
         self.fused = fused
+        self.one_op_per_layer = one_op_per_layer
+        self.split_directions = split_directions
         self._table = _CellTable()
         self._logged_paths: set[str] = set()
         size = input_size
@@ -147,6 +163,30 @@ class RecurrentLayer(HybridBlock):
     @property
     def num_directions(self) -> int:
         return len(self.directions)
+
+    @property
+    def mode(self) -> str:
+        """The fused operator's name for the cell: 'lstm', 'gru', 'rnn_tanh', 'rnn_relu'."""
+        return self._table.cells[0].mode
+
+    def options(self) -> dict:
+        """The constructor arguments (without ``prefix`` / ``params``): a copy is
+        ``RecurrentLayer(**layer.options())``; see :meth:`variant` for one that shares the
+        parameters."""
+        return dict(self._options)
+
+    def variant(self, **changes: Any) -> RecurrentLayer:
+        """This layer rebuilt with ``changes`` to its options, on the same Parameter
+        objects (same prefix, shared ``ParameterDict``): e.g. a streaming copy
+        ``layer.variant(return_states=True)``.
+
+        >>> from mxlstm import LSTM
+        >>> trained = LSTM(8, input_size=3)
+        >>> trained.variant(return_states=True).l0_h2h_weight is trained.l0_h2h_weight
+        True
+        """
+        return RecurrentLayer(**{**self.options(), **changes}, prefix=self.prefix,
+                              params=self.params)
 
     def state_info(self, batch_size: int = 0) -> list[dict]:
         """Shapes of the begin/final states: each ``(L*D, N, H)``."""
@@ -290,21 +330,21 @@ class RecurrentLayer(HybridBlock):
 
 
 class LSTM(RecurrentLayer):
-    """:class:`RecurrentLayer` of :class:`~mxlstm.cells.LSTMCell` (states ``[h, c]``)."""
+    """:class:`RecurrentLayer` of :class:`~mxlstm.blocks.cells.LSTMCell` (states ``[h, c]``)."""
 
     def __init__(self, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
         super().__init__("lstm", hidden_size, num_layers, **kwargs)
 
 
 class GRU(RecurrentLayer):
-    """:class:`RecurrentLayer` of :class:`~mxlstm.cells.GRUCell` (states ``[h]``)."""
+    """:class:`RecurrentLayer` of :class:`~mxlstm.blocks.cells.GRUCell` (states ``[h]``)."""
 
     def __init__(self, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
         super().__init__("gru", hidden_size, num_layers, **kwargs)
 
 
 class RNN(RecurrentLayer):
-    """:class:`RecurrentLayer` of :class:`~mxlstm.cells.RNNCell` (states ``[h]``)."""
+    """:class:`RecurrentLayer` of :class:`~mxlstm.blocks.cells.RNNCell` (states ``[h]``)."""
 
     def __init__(self, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
         super().__init__("rnn", hidden_size, num_layers, **kwargs)

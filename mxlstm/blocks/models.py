@@ -5,8 +5,16 @@ model                      inputs (positional)                outputs
 =========================  =================================  ===========================
 :class:`SequenceModel`     ``x (N, T, C)`` or ids ``(N, T)``, ``(N, K)`` logits / targets,
                            ``valid_length (N,)``              or ``(N, T, K)`` per step
-:class:`LanguageModel`     ids ``(N, T)``, states             logits ``(N, T, V)``, states
+``streaming=True``         ``x``, then each state             per step ``(N, T, K)``,
+                           ``(L, N, H)``                      then the new states
+``fixed_length=T``         ``x`` whose rows all hold ``T``    as without it
+                           steps (no ``valid_length``)
+:class:`LanguageModel`     ids ``(N, T)``, states (a list)    logits ``(N, T, V)``, states
+``streaming=True``         ids, then each state               logits, then each state
 =========================  =================================  ===========================
+
+The modes are flags of one class (as Keras ``RNN(stateful=...)``): an inference form of a
+trained model is ``model.variant(streaming=True)``, which shares its Parameter objects.
 """
 
 from __future__ import annotations
@@ -16,21 +24,25 @@ from typing import Any
 from mxnet import gluon
 from mxnet.gluon import HybridBlock, nn
 
+from mxlstm.blocks._sequence import length_mask
+from mxlstm.blocks.recurrent import RecurrentLayer
+from mxlstm.blocks.regularize import EmbeddingDropout, LockedDropout
 from mxlstm.errors import ConfigError
-from mxlstm.recurrent import RecurrentLayer
-from mxlstm.regularize import EmbeddingDropout, LockedDropout
-from mxlstm.sequence import length_mask
 
 POOLINGS = ("last", "mean", "max")
 
 
-def pool(F, out, valid_length, how: str, bidirectional: bool, hidden: int):
+def pool(F, out, valid_length, how: str, bidirectional: bool, hidden: int,
+         length: int | None = None):
     """Summarise encoder outputs ``out (N, T, D*H)`` over each sequence's valid steps.
 
     ``last``: the forward direction's output at step ``valid_length - 1`` (and, when
     bidirectional, the reverse direction's output at step 0, which has read the whole
     sequence). ``mean`` / ``max``: over valid steps only. Returns ``(N, D*H)``.
+    ``valid_length=None``: every row holds ``length`` steps (ops mx2onnx converts).
     """
+    if valid_length is None:
+        return _pool_full(F, out, how, bidirectional, hidden, length)
     if how == "last":
         batch = F.contrib.arange_like(valid_length, axis=0)
         index = F.stack(batch, valid_length - 1, axis=0)  # (2, N)
@@ -47,6 +59,24 @@ def pool(F, out, valid_length, how: str, bidirectional: bool, hidden: int):
         return F.broadcast_div(total, F.reshape(valid_length, shape=(-1, 1)))
     return F.max(F.where(F.broadcast_like(mask, out) > 0, out, F.ones_like(out) * -1e30),
                  axis=1)
+
+
+def _pool_full(F, out, how: str, bidirectional: bool, hidden: int, length: int):
+    """:func:`pool` of rows that all hold ``length`` steps: no lengths, no gathers."""
+    # mx2onnx checks its graph against onnx's newest opset, where ReduceMean/ReduceMax
+    # take no 'axes' attribute: sum / T and a global max pooling convert instead
+    if how == "mean":
+        return F.sum(out, axis=1) / float(length)
+    if how == "max":
+        pooled = F.Pooling(F.expand_dims(F.swapaxes(out, 1, 2), axis=3), kernel=(1, 1),
+                           pool_type="max", global_pool=True, layout="NCHW")
+        return F.reshape(pooled, shape=(0, -1))
+    last = F.squeeze(F.slice_axis(out, axis=1, begin=-1, end=None), axis=1)
+    if not bidirectional:
+        return last
+    first = F.squeeze(F.slice_axis(out, axis=1, begin=0, end=1), axis=1)
+    return F.concat(F.slice_axis(last, axis=1, begin=0, end=hidden),
+                    F.slice_axis(first, axis=1, begin=hidden, end=None), dim=1)
 
 
 class SequenceModel(HybridBlock):
@@ -66,11 +96,28 @@ class SequenceModel(HybridBlock):
         A dense layer applied at every step before the encoder.
     per_step : bool
         Outputs for every step ``(N, T, K)`` (sequence to sequence) instead of pooling.
+    streaming : bool
+        Inference chunk by chunk (unidirectional; pooling 'last' or per step): inputs
+        ``x``, then each state ``(L, N, H)``; outputs the head at every step ``(N, T, K)``
+        (with 'last' pooling, the answer for the sequence ending there), then the new
+        states.
+    fixed_length : int or None
+        Inference on rows that all hold ``T`` steps: the only input is ``x``.
     **encoder
-        :class:`~mxlstm.recurrent.RecurrentLayer` options (``cell_type``, ``hidden_size``,
-        ``num_layers``, ``bidirectional``, ``dropout``, ``fused``, ...).
+        :class:`~mxlstm.blocks.recurrent.RecurrentLayer` options (``cell_type``,
+        ``hidden_size``, ``num_layers``, ``bidirectional``, ``dropout``, ``fused``, ...).
 
     Inputs: ``x``, ``valid_length (N,)`` (float or int; ``T`` for fixed-length data).
+
+    >>> import mxnet as mx
+    >>> model = SequenceModel(3, hidden_size=4, bidirectional=False)
+    >>> model.initialize()
+    >>> model(mx.nd.ones((2, 5, 1)), mx.nd.array([5, 2])).shape
+    (2, 3)
+    >>> stream = model.variant(streaming=True)
+    >>> out, h, c = stream(mx.nd.ones((2, 5, 1)), *model.encoder.begin_state(2))
+    >>> out.shape, h.shape
+    ((2, 5, 3), (1, 2, 4))
     """
 
     def __init__(
@@ -87,9 +134,20 @@ class SequenceModel(HybridBlock):
         head_units: tuple[int, ...] = (),
         head_dropout: float = 0.0,
         per_step: bool = False,
+        streaming: bool = False,
+        fixed_length: int | None = None,
+        prefix: str | None = None,
+        params: Any = None,
         **encoder: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(prefix=prefix, params=params)
+        self._options = {
+            "num_outputs": num_outputs, "hidden_size": hidden_size, "cell_type": cell_type,
+            "vocab_size": vocab_size, "embed_size": embed_size,
+            "embedding_dropout": embedding_dropout, "input_projection": input_projection,
+            "input_dropout": input_dropout, "pooling": pooling, "head_units": head_units,
+            "head_dropout": head_dropout, "per_step": per_step, "streaming": streaming,
+            "fixed_length": fixed_length, **encoder}
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if num_outputs < 1:
@@ -97,6 +155,10 @@ class SequenceModel(HybridBlock):
         self.pooling = pooling
         self.per_step = per_step
         self.hidden_size = hidden_size
+        self.streaming = streaming
+        self.fixed_length = fixed_length
+        if streaming:
+            encoder["return_states"] = True
         with self.name_scope():
             self.embedding = (EmbeddingDropout(vocab_size, embed_size, embedding_dropout)
                               if vocab_size else None)
@@ -112,19 +174,47 @@ class SequenceModel(HybridBlock):
                     self.head.add(nn.Dropout(head_dropout))
             self.head.add(nn.Dense(num_outputs, flatten=False))
 
-    def hybrid_forward(self, F, x, valid_length):
-        valid_length = F.cast(valid_length, dtype="float32")
+        if streaming and self.streaming_refusal():
+            raise ConfigError(f"streaming: {self.streaming_refusal()}")
+
+    def options(self) -> dict:
+        """The constructor arguments (without ``prefix`` / ``params``)."""
+        return dict(self._options)
+
+    def variant(self, **changes: Any) -> SequenceModel:
+        """This model rebuilt with ``changes`` to its options (e.g. ``streaming=True``,
+        ``fixed_length=T``, encoder options) on the same Parameter objects."""
+        return SequenceModel(**{**self.options(), **changes}, prefix=self.prefix,
+                             params=self.collect_params())
+
+    def streaming_refusal(self) -> str | None:
+        """Why this model cannot run chunk by chunk (``streaming=True``), or None."""
+        if self.bidirectional:
+            return ("the model is bidirectional: its reverse direction reads each sequence "
+                    "from the end, which a stream does not have yet")
+        if not self.per_step and self.pooling != "last":
+            return (f"pooling={self.pooling!r} summarises all steps; streaming needs "
+                    f"pooling='last' (the head then reads the current step)")
+        return None
+
+    def hybrid_forward(self, F, x, *rest):
+        valid_length = None
+        if not (self.streaming or self.fixed_length):
+            valid_length = F.cast(rest[0], dtype="float32")
         if self.embedding is not None:
             x = self.embedding(x)
         if self.projection is not None:
             x = self.projection(x)
         if self.input_dropout is not None:
             x = self.input_dropout(x)
+        if self.streaming:
+            out, new = self.encoder(x, None, list(rest))
+            return (self.head(out), *new)
         out = self.encoder(x, valid_length)
         if self.per_step:
             return self.head(out)
         return self.head(pool(F, out, valid_length, self.pooling, self.bidirectional,
-                              self.encoder.hidden_size))
+                              self.encoder.hidden_size, self.fixed_length))
 
 
 class LanguageModel(HybridBlock):
@@ -136,6 +226,8 @@ class LanguageModel(HybridBlock):
 
     With ``tie_weights`` the decoder uses the embedding matrix, so the top layer's
     output size (``projection_size`` or ``hidden_size``) must equal ``embed_size``.
+    ``streaming=True`` takes and returns the states as separate inputs and outputs
+    (``ids, *states -> logits, *new states``), the form an export writes.
     """
 
     def __init__(
@@ -149,10 +241,19 @@ class LanguageModel(HybridBlock):
         embedding_dropout: float = 0.0,
         input_dropout: float = 0.0,
         output_dropout: float = 0.0,
+        streaming: bool = False,
+        prefix: str | None = None,
+        params: Any = None,
         **encoder: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(prefix=prefix, params=params)
         encoder.setdefault("dropout", 0.0)
+        self._options = {
+            "vocab_size": vocab_size, "embed_size": embed_size, "hidden_size": hidden_size,
+            "num_layers": num_layers, "cell_type": cell_type, "tie_weights": tie_weights,
+            "embedding_dropout": embedding_dropout, "input_dropout": input_dropout,
+            "output_dropout": output_dropout, "streaming": streaming, **encoder}
+        self.streaming = streaming
         with self.name_scope():
             self.embedding = EmbeddingDropout(vocab_size, embed_size, embedding_dropout,
                                               weight_initializer="uniform")
@@ -165,19 +266,33 @@ class LanguageModel(HybridBlock):
                     raise ConfigError(
                         f"tie_weights needs the encoder's output size "
                         f"({self.encoder.output_size}) to equal embed_size ({embed_size})")
+                if params is not None:  # a variant: Gluon looks a name up one dict up
+                    self.embedding.params.get("bias", shape=(vocab_size,))  # only
                 self.decoder = nn.Dense(vocab_size, in_units=embed_size, flatten=False,
                                         params=self.embedding.params)
             else:
                 self.decoder = nn.Dense(vocab_size, flatten=False)
 
+    def options(self) -> dict:
+        """The constructor arguments (without ``prefix`` / ``params``)."""
+        return dict(self._options)
+
+    def variant(self, **changes: Any) -> LanguageModel:
+        """This model rebuilt with ``changes`` to its options (e.g. ``streaming=True``)
+        on the same Parameter objects."""
+        return LanguageModel(**{**self.options(), **changes}, prefix=self.prefix,
+                             params=self.collect_params())
+
     def begin_state(self, batch_size: int, ctx=None) -> list:
         """Zero states for a batch of ``batch_size``, each ``(L, N, H)``."""
         return self.encoder.begin_state(batch_size, ctx=ctx)
 
-    def hybrid_forward(self, F, ids, states):
+    def hybrid_forward(self, F, ids, *states):
+        states = list(states) if self.streaming else states[0]
         x = self.input_dropout(self.embedding(ids))
         out, states = self.encoder(x, None, states)
-        return self.decoder(self.output_dropout(out)), states
+        logits = self.decoder(self.output_dropout(out))
+        return (logits, *states) if self.streaming else (logits, states)
 
 
 def count_parameters(block: gluon.Block) -> int:

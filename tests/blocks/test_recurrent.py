@@ -179,7 +179,7 @@ def test_tnc_layout_and_given_begin_states():
 def test_path_choice_is_honest_and_logged(caplog):
     x = mx.nd.ones((1, 2, 3))
     peephole = build("lstm", 4, x=None, peephole=True)
-    with caplog.at_level(logging.INFO, logger="mxlstm.recurrent"):
+    with caplog.at_level(logging.INFO, logger="mxlstm.blocks.recurrent"):
         peephole(x)
     assert "cells path" in caplog.text and "peephole" in caplog.text
     assert not peephole.uses_fused(False)
@@ -253,5 +253,5 @@ def test_bad_layer_options_raise_config_error():
     with pytest.raises(ConfigError, match="dropout"):
         LSTM(4, dropout=1.5)
     with pytest.raises(ConfigError, match="unknown cell type"):
-        from mxlstm.recurrent import RecurrentLayer
+        from mxlstm.blocks.recurrent import RecurrentLayer
         RecurrentLayer("lsmt", 4)
