@@ -93,14 +93,18 @@ def test_predictor_module_imports_no_mxlstm():
     stdlib = {"__future__", "argparse", "csv", "gzip", "hashlib", "io", "json", "os", "re",
               "stat", "sys", "unicodedata", "warnings", "zipfile", "zlib", "collections",
               "functools"}
-    allowed = {"predictor": stdlib | {"mxnet", "numpy", "predictor_inputs", ""},
+    local = {"predictor_inputs", "predictor_backends", ""}
+    allowed = {"predictor": stdlib | {"numpy"} | local,
+               "predictor_backends": stdlib | {"numpy", "mxnet", "onnxruntime"} | local,
                "predictor_inputs": stdlib | {"numpy"}}
     for name, modules in allowed.items():
         source = (Path(standalone.__file__).parent / f"{name}.py").read_text()
         imported = {(a or b).split(".")[0] for a, b in re.findall(
             r"^\s*(?:from\s+(\.?[\w.]*)\s+import|import\s+([\w.]+))", source, flags=re.M)}
-        assert "mxnet" in imported or name == "predictor_inputs"
+        assert ("mxnet" in imported) == (name == "predictor_backends")
         assert imported <= modules, (name, imported - modules)
+        top_level = re.findall(r"^import (\w+)", source, flags=re.M)
+        assert "mxnet" not in top_level and "onnxruntime" not in top_level  # lazy only
 
 
 # ----------------------------------------------------------------------------- fresh process
@@ -125,8 +129,9 @@ def test_fresh_process_matches_training_model(base, tmp_path):
     prefixes = {name: exported(base, name) for name in ("digits", "text", "vowels", "lm")}
     deploy = tmp_path / "deploy"  # the predictor file copied next to the exported files
     deploy.mkdir()
-    shutil.copy(standalone.__file__, deploy / "predictor.py")  # and its sibling
-    shutil.copy(Path(standalone.__file__).parent / "predictor_inputs.py", deploy)
+    shutil.copy(standalone.__file__, deploy / "predictor.py")  # and its siblings
+    for sibling in ("predictor_inputs.py", "predictor_backends.py"):
+        shutil.copy(Path(standalone.__file__).parent / sibling, deploy)
     for name, prefix in prefixes.items():
         for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
             shutil.copy(str(prefix) + suffix, deploy / (name + suffix))
