@@ -178,3 +178,20 @@ def test_cli_export_onnx_int8_and_predict_with_onnxruntime(base, tmp_path, capsy
     assert main(["export", "--model", str(tiny_run(base, "vowels")), "--out",
                  str(tmp_path / "x"), "--int8"]) == 2
     assert "--int8 quantizes the ONNX graph" in capsys.readouterr().err
+
+
+def test_latency_interleaves_backends_and_records_threads(base):
+    from mxlstm.deploy.latency import measure_latency
+
+    prefix = onnx_exported(base, "digits")
+    backends = ("mxnet", "onnxruntime", "onnxruntime-int8")
+    result = measure_latency([str(prefix)], batch_sizes=(1, 3), repeats=4, warmup=1,
+                             rounds=2, backends=backends, ort_threads=1)
+    assert [e["backend"] for e in result["exports"]] == list(backends)
+    assert "vs_first" not in result["exports"][0]["batches"]["1"]
+    for export in result["exports"]:
+        numbers = export["batches"]["1"]["end_to_end"]
+        assert 0 < numbers["p50_ms"] <= numbers["p90_ms"] <= numbers["p99_ms"]
+    assert result["exports"][2]["batches"]["3"]["vs_first"]["graph_only"] > 0
+    threads = result["machine"]["onnxruntime"]
+    assert threads["intra_op_num_threads"] == 1 and threads["version"] == ort.__version__

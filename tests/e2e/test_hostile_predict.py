@@ -123,7 +123,7 @@ RUN_SCRIPT = ("import runpy, sys; sys.path.append(sys.argv[1]); sys.argv = sys.a
 
 
 def standalone_command(deploy: Path) -> list[str]:
-    for name in ("predictor.py", "predictor_inputs.py"):
+    for name in ("predictor.py", "predictor_inputs.py", "predictor_backends.py"):
         if not (deploy / name).exists():
             deploy.mkdir(parents=True, exist_ok=True)
             shutil.copy(DEPLOY / name, deploy / name)
