@@ -9,7 +9,7 @@ ONNX_STAMP := $(VENV)/.onnx-stamp
 NUMPY_PIN := 'numpy>=1.21,<1.24'
 ORT_PACKAGES := onnxruntime==1.15.1 coloredlogs humanfriendly flatbuffers sympy mpmath packaging
 
-.PHONY: train test lint bench clean onnx test-onnx
+.PHONY: train test lint bench clean onnx test-onnx venv-ort
 
 $(STAMP): setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mxlstm needs Python 3.11, got " + sys.version'
@@ -31,7 +31,13 @@ onnx: $(ONNX_STAMP)
 
 # The tests that need the optional ONNX packages (they skip in `make test` without them).
 test-onnx: $(ONNX_STAMP)
-	$(BIN)/python -m pytest -q tests/deploy/test_onnx.py tests/deploy/test_export.py
+	$(BIN)/python -m pytest -q tests/deploy/test_onnx.py tests/deploy/test_onnx_graph.py \
+		tests/deploy/test_ort_venv.py tests/deploy/test_export.py
+
+# Optional: .venv-ort, onnxruntime + numpy and no mxnet, where tests/deploy/test_ort_venv.py
+# runs the standalone predictor (created there on first use when missing).
+venv-ort: $(STAMP)
+	$(BIN)/python -m mxlstm.deploy.ort_venv
 
 $(ONNX_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet onnx==1.14.1 "protobuf>=3.20.2,<=7.36.2" $(NUMPY_PIN)

@@ -111,6 +111,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from mxlstm.deploy import export_model, export_onnx
+    from mxlstm.errors import ConfigError
+
+    if args.int8 and not args.onnx:
+        raise ConfigError("--int8 quantizes the ONNX graph: give it with --onnx")
 
     meta = export_model(args.model, args.out, tag=args.tag, streaming=args.streaming,
                         fixed_length=args.fixed_length)
@@ -119,7 +123,7 @@ def cmd_export(args: argparse.Namespace) -> int:
               "fixed_length": meta["input"]["fixed_length"],
               "max_abs_diff": meta["verification"]["max_abs_diff"]}
     if args.onnx:
-        result["onnx"] = export_onnx(args.out, model_dir=args.model)
+        result["onnx"] = export_onnx(args.out, model_dir=args.model, int8=args.int8)
     print(json.dumps(result))
     return 0
 
@@ -135,7 +139,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mxlstm.errors import DataError, ModelFileError
 
     try:
-        answers = predict_file(Predictor(args.model), args.input, args.top_k,
+        answers = predict_file(Predictor(args.model, backend=args.backend), args.input,
+                               args.top_k,
                                **read_options(args))
     except ModelFilesError as err:
         raise ModelFileError(str(err)) from None
@@ -263,7 +268,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="no valid_length input: every row has the run's one length T "
                         "(the fastest graph; refused when the data have several lengths)")
     p.add_argument("--onnx", action="store_true",
-                   help="also write PREFIX.onnx (opset 13) where the conversion is exact")
+                   help="also write PREFIX.onnx (native ONNX LSTM/GRU/RNN with "
+                        "sequence_lens, verified in ONNX Runtime, or refused with the reason)")
+    p.add_argument("--int8", action="store_true",
+                   help="with --onnx: also PREFIX-int8.onnx (ONNX Runtime dynamic "
+                        "quantization)")
     p.set_defaults(func=cmd_export)
 
     p = add("predict", help="predict raw inputs with an exported model")
@@ -286,6 +295,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "(default: detected from the export, refused when ambiguous)")
     p.add_argument("--max-input-mb", type=float, default=256.0, metavar="MB",
                    help="refuse larger input files (default %(default)g)")
+    p.add_argument("--backend", choices=("mxnet", "onnxruntime", "onnxruntime-int8"),
+                   default="mxnet", help="run PREFIX-symbol.json in MXNet (default), or "
+                   "PREFIX.onnx / PREFIX-int8.onnx in ONNX Runtime (mxlstm export --onnx)")
     p.set_defaults(func=cmd_predict)
 
     p = add("launch", help="run a command as the workers of a local "

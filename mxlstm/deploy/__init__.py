@@ -1,9 +1,10 @@
 """Deployment: export trained models, predict without mxlstm, ONNX where it is exact.
 
 * :func:`export_model` — ``PREFIX-symbol.json``, ``PREFIX-0000.params``, ``PREFIX-meta.json``
-* :func:`export_onnx` — ``PREFIX.onnx`` (opset 13) for graphs that convert exactly
-* :class:`Predictor` — :mod:`mxlstm.deploy.predictor`, a standalone file (stdlib, numpy,
-  mxnet only) that turns raw input into answers with the three exported files
+* :func:`export_onnx` — ``PREFIX.onnx``: native ONNX LSTM/GRU/RNN with ``sequence_lens``,
+  verified in ONNX Runtime (``int8=True``: also ``PREFIX-int8.onnx``), or refused
+* :class:`Predictor` — :mod:`mxlstm.deploy.predictor`, standalone files (stdlib, numpy, and
+  mxnet or onnxruntime) that turn raw input into answers with the exported files
 """
 
 from mxlstm.deploy.export import export_model

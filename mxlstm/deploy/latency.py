@@ -1,13 +1,15 @@
-"""Latency and throughput of the standalone predictor on one or more exports.
+"""Latency and throughput of the standalone predictor on one or more exports and backends.
 
-``python -m mxlstm.deploy.latency PREFIX [PREFIX ...] [--batch-sizes 1,64] [--repeats 100]
-[--rounds 5]`` prints one JSON object. Each export and batch size is timed end to end (raw
-inputs -> answers: preprocessing, padding, the MXNet graph, softmax and the result dicts)
-and for the graph alone. The exports are interleaved: each of ``rounds`` rounds times
-``repeats`` calls of every export in turn (after warm-up calls), so a change in the
-machine's load falls on all of them alike. p50/p90 are over all timed calls; ``rounds_p50``
-gives the spread of the per-round medians; ``vs_first`` is the ratio of p50s to the first
-export's.
+``python -m mxlstm.deploy.latency PREFIX [PREFIX ...] [--backends mxnet,onnxruntime,
+onnxruntime-int8] [--ort-threads 1] [--batch-sizes 1,64] [--repeats 100] [--rounds 5]``
+prints one JSON object. Each (export, backend) and batch size is timed end to end (raw
+inputs -> answers: preprocessing, padding, the graph, softmax and the result dicts) and
+for the graph alone. All are interleaved in one process: each of ``rounds`` rounds times
+``repeats`` calls of every (export, backend) in turn (after warm-up calls), so a change in
+the machine's load falls on all of them alike. p50/p90/p99 are over all timed calls;
+``rounds_p50`` gives the spread of the per-round medians; ``vs_first`` is the ratio of
+p50s to the first backend's on the same export (with one backend: to the first
+export's). ONNX Runtime's thread settings are recorded under ``machine.onnxruntime``.
 
 MXNet reads its engine and thread settings at import, so set them in the environment:
 ``MXNET_ENGINE_TYPE=NaiveEngine`` runs each operator in the calling thread (no hand-off to
@@ -63,9 +65,10 @@ def _timings(call: Callable[[], object], repeats: int, warmup: int) -> np.ndarra
 
 def _summary(rounds: list[np.ndarray], batch: int) -> dict:
     seconds = np.concatenate(rounds)
-    p50, p90 = (float(np.percentile(seconds, q)) for q in (50, 90))
+    p50, p90, p99 = (float(np.percentile(seconds, q)) for q in (50, 90, 99))
     per_round = [1e3 * float(np.median(r)) for r in rounds]
     return {"p50_ms": round(1e3 * p50, 3), "p90_ms": round(1e3 * p90, 3),
+            "p99_ms": round(1e3 * p99, 3),
             "rounds_p50_ms": [round(min(per_round), 3), round(max(per_round), 3)],
             "throughput_per_s": round(batch / p50, 1)}
 
@@ -83,12 +86,17 @@ def _calls(predictor: Predictor, batch: int) -> tuple[dict[str, Callable], list[
 
 
 def measure_latency(prefixes: str | Sequence[str], batch_sizes: Sequence[int] = (1, 64),
-                    repeats: int = 100, warmup: int = 20, rounds: int = 5) -> dict:
-    """Per export and batch size: ``end_to_end`` and ``graph_only`` ``{p50_ms, p90_ms,
-    rounds_p50_ms [min, max], throughput_per_s}`` (throughput = batch / p50), the input
-    shape and ``vs_first`` (p50 / the first export's p50); plus the machine it ran on."""
+                    repeats: int = 100, warmup: int = 20, rounds: int = 5,
+                    backends: Sequence[str] = ("mxnet",), ort_threads: int | None = 1
+                    ) -> dict:
+    """Per (export, backend) and batch size: ``end_to_end`` and ``graph_only`` ``{p50_ms,
+    p90_ms, p99_ms, rounds_p50_ms [min, max], throughput_per_s}`` (throughput = batch /
+    p50), the input shape and ``vs_first`` (p50 / the first backend's p50 on the same
+    export); plus the machine and ONNX Runtime's threads (``ort_threads`` intra-op threads,
+    None: its default)."""
     prefixes = [prefixes] if isinstance(prefixes, (str, os.PathLike)) else list(prefixes)
-    predictors = [Predictor(p) for p in prefixes]
+    pairs = [(p, b) for p in prefixes for b in backends]
+    predictors = [Predictor(p, backend=b, threads=ort_threads) for p, b in pairs]
     calls = {(k, b): _calls(p, b) for k, p in enumerate(predictors) for b in batch_sizes}
     samples: dict = {key: {part: [] for part in PARTS} for key in calls}
     for index in range(rounds):
@@ -99,17 +107,27 @@ def measure_latency(prefixes: str | Sequence[str], batch_sizes: Sequence[int] = 
     p50 = {key: {part: float(np.median(np.concatenate(runs))) for part, runs in parts.items()}
            for key, parts in samples.items()}
     exports = []
-    for k, (prefix, predictor) in enumerate(zip(prefixes, predictors)):
+    for k, ((prefix, backend), predictor) in enumerate(zip(pairs, predictors)):
+        # one backend: against the first export; several: the same export's first backend
+        first = 0 if len(backends) == 1 else k - k % len(backends)
         batches = {}
         for b in batch_sizes:
             entry: dict = {part: _summary(samples[(k, b)][part], b) for part in PARTS}
             entry["input_shape"] = calls[(k, b)][1]
-            if k:
-                entry["vs_first"] = {part: round(p50[(k, b)][part] / p50[(0, b)][part], 3)
+            if k != first:
+                entry["vs_first"] = {part: round(p50[(k, b)][part] / p50[(first, b)][part], 3)
                                      for part in PARTS}
             batches[str(b)] = entry
-        exports.append({"prefix": str(prefix), "task": predictor.meta["task"],
-                        "inputs": predictor.input_names, "batches": batches})
+        exports.append({"prefix": str(prefix), "backend": backend,
+                        "task": predictor.meta["task"], "inputs": predictor.input_names,
+                        "batches": batches})
+    ort = None
+    if any(b != "mxnet" for b in backends):
+        import onnxruntime
+
+        ort = {"version": onnxruntime.__version__, "intra_op_num_threads": ort_threads or
+               "default (one per core)", "inter_op_num_threads": 1,
+               "execution_mode": "sequential", "provider": "CPUExecutionProvider"}
     return {"exports": exports, "repeats": repeats, "rounds": rounds, "warmup": warmup,
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
                         platform.machine(), "python": platform.python_version(),
@@ -117,7 +135,8 @@ def measure_latency(prefixes: str | Sequence[str], batch_sizes: Sequence[int] = 
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                         "engine": os.environ.get("MXNET_ENGINE_TYPE",
                                                  "ThreadedEnginePerDevice"),
-                        "load_average_1min": round(os.getloadavg()[0], 2)}}
+                        "load_average_1min": round(os.getloadavg()[0], 2),
+                        "onnxruntime": ort}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,10 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--backends", default="mxnet",
+                        help="comma-separated: mxnet, onnxruntime, onnxruntime-int8")
+    parser.add_argument("--ort-threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads (0: its default)")
     args = parser.parse_args(argv)
     sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
+    backends = [v.strip() for v in args.backends.split(",") if v.strip()]
     print(json.dumps(measure_latency(args.prefixes, sizes, args.repeats, args.warmup,
-                                     args.rounds), indent=1))
+                                     args.rounds, backends, args.ort_threads or None),
+                     indent=1))
     return 0
 
 

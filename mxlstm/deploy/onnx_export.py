@@ -1,108 +1,99 @@
-"""ONNX for the models MXNet 1.9.1's mx2onnx converts exactly, verified in onnxruntime.
+"""``PREFIX.onnx``: native ONNX recurrent ops with ``sequence_lens``, verified at export.
 
-``export_onnx(PREFIX)`` reloads the trained run behind an mxlstm export (``source`` in
-``PREFIX-meta.json``), builds an export-only graph that shares its parameters, converts it
-with mx2onnx at a pinned opset 13 (mx2onnx otherwise declares onnx's newest opset over
-old-style nodes) and keeps ``PREFIX.onnx`` only when onnxruntime matches the trained model
-within 1e-5 at two batch sizes (outputs matched by name). ``PREFIX-meta.json`` then records
-the check under ``onnx``, or the reason for a refusal.
+``export_onnx(PREFIX, model_dir=RUN)`` reloads the trained run behind an mxlstm export,
+writes its graph with :func:`mxlstm.deploy.onnx_graph.build_onnx` (opset 17; the same
+inputs and outputs as the MXNet export: ``data``, ``valid_length`` or states) and keeps
+``PREFIX.onnx`` only when ONNX Runtime matches the trained mxlstm model within 1e-5 on the
+outputs **and** the final states, on batches of random lengths with random values in the
+padding (:mod:`mxlstm.deploy.onnx_check`). ``int8=True`` also writes ``PREFIX-int8.onnx``
+(ONNX Runtime dynamic quantization: ``DynamicQuantizeLSTM``, integer matrix products) and
+records its size and how far it moves the outputs. ``PREFIX-meta.json`` records the
+result under ``onnx`` (or the reason for a refusal), with the files' sha256 for the
+standalone predictor (``Predictor(PREFIX, backend="onnxruntime")``).
 
-The export-only graph (the model's stateful or fixed-length form with
-``one_op_per_layer``, :mod:`mxlstm.deploy.graphs`) runs every recurrent layer as its
-own 1-layer fused ``RNN`` op (mx2onnx converts no 3+-layer or bidirectional multi-layer op, and its
-2-layer conversion fails in onnxruntime unless input size = hidden size) and takes no
-``valid_length``:
-
-* language models and ``--streaming`` exports: ``data``, states -> outputs, new states;
-* sequence models whose data all have one length ``T``: ``data (N, T, ...)`` -> outputs,
-  every row read to its end ('last' pooling slices the last step: no ``SequenceLast``).
-
-Refused, with the reason: variable-length data (the graph would need ``valid_length``:
-length masks, ``SequenceReverse`` with lengths and gathers do not convert), the gate-level
-cells path (``contrib.foreach``: peephole, layer norm, clipping, projection, zoneout,
-recurrent dropout) and whatever mx2onnx or onnxruntime fail on (e.g. bidirectional GRU).
+Refused in one line: what ONNX's LSTM/GRU/RNN cannot express (layer norm, recurrent
+projection, cell or hidden clipping, zoneout), and a failure of the check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import tempfile
 from pathlib import Path
 
-import mxnet as mx
-import numpy as np
-from mxnet.gluon import HybridBlock
-
-from mxlstm.blocks.recurrent import RecurrentLayer
-from mxlstm.deploy.export import (
-    TOLERANCE,
-    build_graph,
-    files_of,
-    flat,
-    fold_packed_weights,
-    rename_inputs,
-)
-from mxlstm.deploy.graphs import INFERENCE, data_length, stateful_graph
 from mxlstm.errors import ModelFileError, MxlstmError
-from mxlstm.kinds import KINDS, Kind
 
-ONNX_OPSET = 13
 NUMPY_PIN = "'numpy>=1.21,<1.24'"
 ONNX_INSTALL = (f"make onnx, or: pip install onnx==1.14.1 {NUMPY_PIN} && pip install --no-deps "
                 f"onnxruntime==1.15.1 coloredlogs humanfriendly flatbuffers sympy mpmath "
                 f"packaging {NUMPY_PIN}")
-BATCH_SIZES = (2, 5)
+TOLERANCE = 1e-5
+INT8_SUFFIX = "-int8.onnx"
 
 
-# ----------------------------------------------------------------------------- checks
-def onnx_refusal(model: HybridBlock, stateful: bool,
-                 length: tuple[int | None, int, int] | None) -> str | None:
-    """Why the trained ``model`` cannot go to ONNX exactly, or None. ``stateful``: the
-    graph takes states (language models, ``--streaming``); ``length`` is
-    :func:`data_length` (needed for whole-sequence models only)."""
-    encoder = model.encoder
+def onnx_refusal(model) -> str | None:
+    """Why the trained ``model`` has no exact ONNX graph, or None (needs no onnx)."""
+    from mxlstm.blocks.recurrent import RecurrentLayer
+
+    encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, RecurrentLayer):
         return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"
-    reason = encoder.fused_reason(False)
-    if reason:
-        return (f"the model runs on the gate-level cells path (contrib.foreach, which has no "
-                f"ONNX conversion): {reason}")
-    if not stateful and length is not None and length[0] is None:
-        return (f"sequences have different lengths ({length[1]} to {length[2]} steps), so the "
-                f"graph needs valid_length, and mx2onnx cannot convert length-aware ops "
-                f"(SequenceReverse with lengths, length masks, gathering the last valid "
-                f"step). A unidirectional model with pooling 'last' exports with --streaming, "
-                f"whose graph converts")
+    if encoder.layout != "NTC":
+        return f"the encoder's layout is {encoder.layout}; only NTC is exported"
+    if encoder.zoneout:
+        return ("zoneout mixes old and new states at inference ((1-p)*new + p*old), which "
+                "ONNX's recurrent ops cannot express")
+    cell = encoder._table.cells[0]
+    for option, what in (("layer_norm", "layer normalisation inside the cell"),
+                         ("projection_size", "a recurrent projection (LSTMP)"),
+                         ("cell_clip", "clipping of the cell state"),
+                         ("hidden_clip", "clipping of the output h")):
+        if getattr(cell, option, None):
+            return f"{what} ({option}) has no ONNX LSTM equivalent"
     return None
 
 
-# ----------------------------------------------------------------------------- export
-def export_onnx(prefix: str | Path, model_dir: str | Path | None = None,
-                onnx_path: str | Path | None = None) -> dict:
-    """Write ``PREFIX.onnx`` (opset 13) for the mxlstm export ``PREFIX`` and verify it in
-    onnxruntime against the trained model; records the result (or the refusal) as
-    ``onnx`` in ``PREFIX-meta.json`` and returns it.
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    Raises :class:`ModelFileError` ("ONNX export refused: ...") when the conversion would
-    be inexact or fails, :class:`MxlstmError` with install instructions when ``onnx`` /
-    ``onnxruntime`` are absent.
-    """
-    symbol_file, params_file, meta_file = files_of(prefix)
-    for f in (symbol_file, params_file, meta_file):
-        if not f.is_file():
-            raise ModelFileError(f"{f}: missing (run mxlstm export first)")
+
+def _modules():
     try:
         import onnx
         import onnxruntime
     except ImportError as err:
         raise MxlstmError(f"ONNX export needs onnx and onnxruntime ({err.name} is missing); "
                           f"install them with: {ONNX_INSTALL}") from None
+    return onnx, onnxruntime
+
+
+def export_onnx(prefix: str | Path, model_dir: str | Path, onnx_path: str | Path | None = None,
+                int8: bool = False) -> dict:
+    """Write ``PREFIX.onnx`` (and with ``int8`` ``PREFIX-int8.onnx``) for the mxlstm export
+    ``PREFIX`` of the trained run ``model_dir``; returns the ``onnx`` record of
+    ``PREFIX-meta.json`` plus ``path``.
+
+    Raises :class:`ModelFileError` ("ONNX export refused: ...") when the model has no exact
+    ONNX form or the check fails (the file is then removed), :class:`MxlstmError` with
+    install instructions when ``onnx`` / ``onnxruntime`` are absent.
+    """
+    from mxlstm.deploy.export import files_of
+
+    meta_file = files_of(prefix)[2]
+    for f in files_of(prefix):
+        if not f.is_file():
+            raise ModelFileError(f"{f}: missing (run mxlstm export first)")
+    onnx, onnxruntime = _modules()
     meta = json.loads(meta_file.read_text())
     path = Path(onnx_path or str(prefix) + ".onnx")
+    int8_path = Path(str(path)[:-len(".onnx")] + INT8_SUFFIX) if str(path).endswith(".onnx") \
+        else Path(str(path) + INT8_SUFFIX)
     try:
-        result = _export(meta, path, onnx, onnxruntime, model_dir)
+        result = _export(meta, path, model_dir, onnx, onnxruntime)
+        result["int8"] = _quantize(path, int8_path, meta, model_dir) if int8 else None
     except ModelFileError as err:
         path.unlink(missing_ok=True)
+        int8_path.unlink(missing_ok=True)
         meta["onnx"] = {"exported": False, "refused": str(err)}
         meta_file.write_text(json.dumps(meta, indent=1, ensure_ascii=False))
         raise ModelFileError(f"ONNX export refused: {err}") from None
@@ -112,155 +103,68 @@ def export_onnx(prefix: str | Path, model_dir: str | Path | None = None,
             **result}
 
 
-def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
+def _load(meta: dict, model_dir):
     from mxlstm.runs import load_model
 
     source = meta.get("source", {})
-    model_dir = model_dir or source.get("model_dir")  # exports of mxlstm 0.1 named it
-    if not model_dir or not Path(model_dir).is_dir():
-        raise ModelFileError(f"the trained run {model_dir or source.get('run')!r} is not "
-                             f"there; the ONNX graph is rebuilt from it (mxlstm export "
-                             f"--model RUN --out PREFIX --onnx)")
-    prepared, _, _ = load_model(model_dir, tag=source.get("tag", "best"))
-    kind, streaming = KINDS[meta["kind"]], bool(meta.get("streaming"))
-    stateful = kind.stateful or streaming
-    length = None if stateful else data_length(prepared)
-    reason = onnx_refusal(prepared.model, stateful, length)
+    if not Path(model_dir).is_dir():
+        raise ModelFileError(f"the trained run {str(model_dir)!r} is not there; the ONNX graph "
+                             f"is written from its weights (mxlstm export --model RUN --out "
+                             f"PREFIX --onnx)")
+    if source.get("run") and Path(model_dir).resolve().name != source["run"]:
+        raise ModelFileError(f"the export was made from run {source['run']!r}, not "
+                             f"{Path(model_dir).resolve().name!r}")
+    return load_model(model_dir, tag=source.get("tag", "best"))
+
+
+def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
+    from mxlstm.deploy.onnx_check import check_model
+    from mxlstm.deploy.onnx_graph import OPSET, build_onnx
+
+    prepared, cfg, _ = _load(meta, model_dir)
+    model, kind, streaming = prepared.model, meta["kind"], bool(meta.get("streaming"))
+    reason = onnx_refusal(model)
     if reason:
         raise ModelFileError(reason)
-    reference, _, _ = build_graph(prepared, streaming)
-    graph = stateful_graph(prepared.model, layerwise=True) if stateful else \
-        prepared.model.variant(fixed_length=length[0], one_op_per_layer=True, **INFERENCE)
-    graph.hybridize(static_alloc=True)
-    spec = meta["input"]
-    names = ["data"] + [s["name"] for s in spec["states"]]
-    out_names = [o["name"] for o in meta["outputs"]]
-    fixed = None if stateful else length[0]
-    lengths = (fixed, fixed) if fixed else (6, 11)
-    batches = [_inputs(spec, n, t, seed) for seed, (n, t) in enumerate(zip(BATCH_SIZES, lengths))]
+    spec, out_names = meta["input"], [o["name"] for o in meta["outputs"]]
     try:
-        proto = _convert(graph, stateful, batches[0], names, out_names, spec, onnx)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(proto.SerializeToString())
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        diff = _compare(session, reference, stateful, names, out_names, batches)
-    except ModelFileError:
-        raise
-    except Exception as err:  # any converter or runtime failure is a refusal
+        proto = build_onnx(model, kind, streaming, spec, out_names)
+        checked = build_onnx(model, kind, streaming, spec, out_names, check_states=True)
+        onnx.checker.check_model(proto)
+        report = check_model(prepared, cfg, meta, checked.SerializeToString(),
+                             proto.SerializeToString())
+    except (ValueError, RuntimeError, onnx.checker.ValidationError) as err:
         first = (str(err).strip().splitlines() or [repr(err)])[0][:300]
-        raise ModelFileError(f"conversion or onnxruntime failed ({type(err).__name__}: "
-                             f"{first})") from None
-    if not diff <= TOLERANCE:
-        raise ModelFileError(f"onnxruntime differs from MXNet by {diff:.3g} > {TOLERANCE}")
-    shapes = [["N", fixed or "T"] + ([] if spec["type"] == "tokens" else [spec["features"]])]
-    shapes += [s["shape"] for s in spec["states"]]
+        raise ModelFileError(f"building or running the ONNX graph failed "
+                             f"({type(err).__name__}: {first})") from None
+    worst = max(report["max_abs_diff"], report["states_max_abs_diff"])
+    if not worst <= TOLERANCE:
+        raise ModelFileError(f"ONNX Runtime differs from mxlstm by {worst:.3g} > {TOLERANCE}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(proto.SerializeToString())
+    encoder = model.encoder
+    op = {"lstm": "LSTM", "gru": "GRU"}.get(encoder.cell_type, "RNN")
     return {
-        "exported": True, "file": path.name, "opset": ONNX_OPSET,
-        "inputs": [{"name": n, "shape": s, "dtype": str(a.dtype)}
-                   for n, s, a in zip(names, shapes, batches[0])],
-        "outputs": out_names, "dynamic_axes": ["N"] if fixed else ["N", "T"],
-        "sequence_length": fixed,
-        "graph": _describe(kind, streaming, fixed),
-        "recurrent_ops": f"{graph.encoder.num_layers} x 1-layer {graph.encoder.mode}"
-                         + (" bidirectional" if graph.encoder.num_directions == 2 else ""),
-        "verification": {"max_abs_diff": diff, "tolerance": TOLERANCE,
-                         "batch_sizes": list(BATCH_SIZES), "lengths": list(lengths),
-                         "against": "the trained model in MXNet, outputs matched by name"},
+        "exported": True, "file": path.name, "sha256": _sha256(path), "opset": OPSET,
+        "bytes": path.stat().st_size, "inputs": spec["names"], "outputs": out_names,
+        "recurrent_ops": f"{encoder.num_layers} x ONNX {op}"
+                         + (" bidirectional" if encoder.num_directions == 2 else "")
+                         + (" with sequence_lens" if "valid_length" in spec["names"] else ""),
+        "verification": {**report, "tolerance": TOLERANCE},
         "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
     }
 
 
-def _describe(kind: Kind, streaming: bool, fixed: int | None) -> str:
-    if kind.stateful:
-        return "ids and states in; per-step logits and the new states out (any N, T)"
-    if streaming:
-        return "a chunk and states in; per-step outputs and the new states out (any N, T)"
-    return (f"no valid_length: every row must hold exactly T = {fixed} steps, unpadded (all "
-            f"of the training data do); the batch size N is free")
+def _quantize(path: Path, int8_path: Path, meta: dict, model_dir) -> dict:
+    """``PREFIX-int8.onnx`` by dynamic quantization (int8 weights, activations quantized
+    per call); records sizes and the change of the outputs on the check batches."""
+    from mxlstm.deploy.onnx_check import compare_sessions
+    from mxlstm.deploy.onnx_quantize import quantize
 
-
-def _inputs(spec: dict, n: int, t: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.RandomState(seed)
-    dtype = np.dtype(spec["dtype"])
-    x = (rng.randint(0, spec["vocab_size"], (n, t)) if spec["type"] == "tokens"
-         else rng.randn(n, t, spec["features"])).astype(dtype)
-    return [x] + [(0.5 * rng.randn(*[n if d == "N" else d for d in s["shape"]]))
-                  .astype(np.float32) for s in spec["states"]]
-
-
-def _onnx_output_name(name: str) -> str:
-    """The graph output name mx2onnx gives an MXNet output (its own naming rule)."""
-    for suffix, tail in (("_state_output", "1"), ("_statecell_output", "2"), ("_output", "")):
-        if name.endswith(suffix):
-            return name[:-len(suffix)] + tail
-    if len(name) > 8 and name[-8:-1] == "_output" and name[-1].isdigit():
-        return name[:-8] + name[-1]
-    return name
-
-
-def _convert(graph: HybridBlock, stateful: bool, example: list[np.ndarray], names: list[str],
-             out_names: list[str], spec: dict, onnx):
-    """MXNet symbol of ``graph`` -> ONNX ModelProto with ``names`` in and ``out_names`` out
-    (initializers are not graph inputs; batch and, when stateful, time are dynamic)."""
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-
-    graph(*[mx.nd.array(a, dtype=a.dtype) for a in example])
-    with tempfile.TemporaryDirectory() as tmp:
-        stem = str(Path(tmp) / "g")
-        graph.export(stem, epoch=0)
-        symbol_file, params_file, _ = files_of(stem)
-        rename_inputs(symbol_file, names)
-        fold_packed_weights(symbol_file, params_file, names)
-        sym, args, aux = mx.model.load_checkpoint(stem, 0)
-    dynamic = [(None, None) + example[0].shape[2:]]
-    dynamic += [tuple(None if d == "N" else d for d in s["shape"]) for s in spec["states"]]
-    if not stateful:  # fixed length: only the batch axis varies
-        dynamic[0] = (None,) + example[0].shape[1:]
-    types = [onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[a.dtype] for a in example]
-    proto = MXNetGraph().create_onnx_graph_proto(
-        sym, {**args, **aux}, [a.shape for a in example], types, opset_version=ONNX_OPSET,
-        dynamic=True, dynamic_input_shapes=dynamic)
-    rename = {_onnx_output_name(o): new for o, new in zip(sym.list_outputs(), out_names)}
-    found = {o.name for o in proto.output}
-    if set(rename) != found:
-        raise ModelFileError(f"cannot match the ONNX outputs {sorted(found)} to the MXNet "
-                             f"outputs {sorted(rename)}")
-    for node in proto.node:
-        node.output[:] = [rename.get(o, o) for o in node.output]
-        node.input[:] = [rename.get(i, i) for i in node.input]
-    by_name = {rename[o.name]: o for o in proto.output}
-    for o in by_name.values():
-        o.name = rename[o.name]
-    outputs = [by_name[n] for n in out_names]  # MXNet's order (mx2onnx sorts by name)
-    del proto.output[:]
-    proto.output.extend(outputs)
-    constants = {i.name for i in proto.initializer}
-    kept = [i for i in proto.input if i.name not in constants]
-    del proto.input[:]
-    proto.input.extend(kept)
-    model = onnx.helper.make_model(proto, producer_name="mxlstm",
-                                   opset_imports=[onnx.helper.make_opsetid("", ONNX_OPSET)])
-    onnx.checker.check_model(model)
-    return model
-
-
-def _compare(session, reference: HybridBlock, stateful: bool, names: list[str],
-             out_names: list[str], batches: list) -> float:
-    """Max abs difference between onnxruntime and the MXNet model on ``batches``, outputs
-    matched by name; inf when a name or shape does not match."""
-    if [i.name for i in session.get_inputs()] != names:
-        return float("inf")
-    diff = 0.0
-    for xs in batches:
-        arrays = [mx.nd.array(a, dtype=a.dtype) for a in xs]
-        if not stateful:  # every row has all its steps
-            arrays.append(mx.nd.full((xs[0].shape[0],), xs[0].shape[1]))
-        ours = [o.asnumpy() for o in flat(reference(*arrays))]
-        theirs = dict(zip([o.name for o in session.get_outputs()],
-                          session.run(None, dict(zip(names, xs)))))
-        for name, value in zip(out_names, ours):
-            other = theirs.get(name)
-            if other is None or other.shape != value.shape:
-                return float("inf")
-            diff = max(diff, float(np.max(np.abs(other - value))))
-    return diff
+    ops = quantize(path, int8_path)
+    diff = compare_sessions(path.read_bytes(), int8_path.read_bytes(), meta)
+    return {"file": int8_path.name, "sha256": _sha256(int8_path),
+            "bytes": int8_path.stat().st_size,
+            "size_ratio": round(path.stat().st_size / int8_path.stat().st_size, 3),
+            "quantized_ops": ops, "method": "onnxruntime.quantization.quantize_dynamic "
+            "(QInt8 weights, per-tensor)", "vs_fp32": diff}

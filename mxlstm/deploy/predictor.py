@@ -1,12 +1,15 @@
 """Standalone predictor for models exported by ``mxlstm export``.
 
 This file and its siblings (``predictor_inputs.py``, ``predictor_files.py``,
-``predictor_meta.py``, and ``preprocess.py`` / ``kinds.py``: the rules training used) import
-only the standard library, numpy and mxnet. ``mxlstm export`` writes them next to the three
+``predictor_meta.py``, ``predictor_backends.py``, and ``preprocess.py`` / ``kinds.py``: the
+rules training used) import only the standard library and numpy, plus mxnet for the
+``mxnet`` backend (default) or onnxruntime for ``backend="onnxruntime"``. ``mxlstm export``
+writes them next to the three
 exported files (:mod:`mxlstm.deploy.ship`); run them on a machine without mxlstm::
 
-    PREFIX-symbol.json   the graph          (MXNet HybridBlock.export)
-    PREFIX-0000.params   the weights
+    PREFIX-symbol.json   the graph          (MXNet HybridBlock.export)      backend mxnet
+    PREFIX-0000.params   the weights                                        backend mxnet
+    PREFIX.onnx          the ONNX graph     (mxlstm export --onnx)          backend onnxruntime
     PREFIX-meta.json     inputs, preprocessing, labels, outputs, fingerprint
 
     python predictor.py PREFIX INPUT [--top-k K] [--format F]   # one JSON line per input
@@ -31,15 +34,14 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 
-import mxnet as mx
 import numpy as np
 
 try:  # inside the mxlstm package, or copied beside this file (see the module docstring)
     from .. import preprocess  # noqa: I001
     from ..kinds import KINDS
+    from .predictor_backends import BACKENDS, load_graph
     from .predictor_inputs import Inputs, add_input_options, parse_series_line, read_inputs, \
         read_options
     from .predictor_meta import (CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE, InputError,
@@ -47,6 +49,7 @@ try:  # inside the mxlstm package, or copied beside this file (see the module do
 except ImportError:
     import preprocess  # noqa: I001
     from kinds import KINDS
+    from predictor_backends import BACKENDS, load_graph
     from predictor_inputs import Inputs, add_input_options, parse_series_line, read_inputs, \
         read_options
     from predictor_meta import (CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE, InputError,
@@ -81,35 +84,37 @@ class Predictor:
     ----------
     prefix : str
         ``PREFIX`` of ``PREFIX-symbol.json``, ``PREFIX-0000.params``, ``PREFIX-meta.json``.
-    ctx : mx.Context
+    ctx : mx.Context or None
+        MXNet backend: the device (default CPU).
+    backend : {'mxnet', 'onnxruntime', 'onnxruntime-int8'}
+        The graph runner (:mod:`predictor_backends`); preprocessing and answers are the same.
+    threads : int or None
+        ONNX Runtime's intra-op threads (None: its default).
     max_batch : int
         Inputs per forward pass; longer lists are split.
     """
 
-    def __init__(self, prefix: str | os.PathLike, ctx: mx.Context | None = None,
-                 max_batch: int = 256) -> None:
+    def __init__(self, prefix: str | os.PathLike, ctx=None, max_batch: int = 256,
+                 backend: str = "mxnet", threads: int | None = None) -> None:
         self.prefix = os.fspath(prefix)
-        self.ctx = ctx or mx.cpu()
         self.max_batch = max_batch
+        if backend not in BACKENDS:
+            raise ModelFilesError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+        self.backend = backend
         if os.path.isfile(os.path.join(self.prefix, "config.json")) and \
                 os.path.isdir(os.path.join(self.prefix, "checkpoints")):
             raise ModelFilesError(f"{self.prefix} is a training run, not an export: run "
                                   f"`mxlstm export --model {self.prefix} --out PREFIX` first")
-        files = [self.prefix + s for s in ("-symbol.json", "-0000.params", "-meta.json")]
-        missing = [f for f in files if not os.path.isfile(f)]
-        if missing:
-            raise ModelFilesError(f"missing exported file(s): {', '.join(missing)}")
+        meta_file = self.prefix + "-meta.json"
+        if not os.path.isfile(meta_file):
+            raise ModelFilesError(f"missing exported file(s): {meta_file}")
         try:
-            with open(files[2], encoding="utf-8") as f:
-                self.meta = validate_meta(json.load(f), files[2])
+            with open(meta_file, encoding="utf-8") as f:
+                self.meta = validate_meta(json.load(f), meta_file)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ModelFilesError(f"{files[2]}: damaged meta.json ({err})") from None
+            raise ModelFilesError(f"{meta_file}: damaged meta.json ({err})") from None
         except OSError as err:
-            raise ModelFilesError(f"{files[2]}: cannot read ({err.strerror or err})") from None
-        if self.meta["fingerprint"]["params_sha256"] != preprocess.sha256_file(files[1]):
-            raise ModelFilesError(f"{files[2]} does not belong to {files[1]} (params sha256 "
-                                  f"differs from the fingerprint): a meta.json of another "
-                                  f"model?")
+            raise ModelFilesError(f"{meta_file}: cannot read ({err.strerror or err})") from None
         spec, pre = self.meta["input"], self.meta["preprocessing"]
         self.kind = self.meta["kind"]
         self.answers = KINDS[self.kind].answer  # labels, step_labels, values or tokens
@@ -117,38 +122,15 @@ class Predictor:
         self.input_names = spec["names"]
         self.states = spec["states"]
         self.fixed_length = spec.get("fixed_length")
-        self._buffers: dict[tuple, mx.nd.NDArray] = {}
         self._is_text = spec["type"] == "tokens"
         self._vocab = pre.get("idx_to_token")
         self._index = {t: i for i, t in enumerate(self._vocab)} if self._vocab else None
         norm = pre.get("normalization")
         self._mean = np.asarray(norm["mean"], np.float32) if norm else None
         self._std = preprocess.floor_std(norm["std"]) if norm else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                self.block = mx.gluon.SymbolBlock.imports(files[0], self.input_names, files[1],
-                                                          ctx=self.ctx)
-                self.output_size = self._output_size(files[0])
-            except (mx.MXNetError, ValueError, AssertionError, KeyError, TypeError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-                raise ModelFilesError(f"{self.prefix}: cannot load the graph ({first})") \
-                    from None
-        self._check_outputs(files[2])
-        self.block.hybridize(static_alloc=True, static_shape=True)
-
-    def _output_size(self, symbol_file: str) -> int:
-        """Size of the last axis of the graph's first output (classes, vocabulary, values),
-        by shape inference on a batch of one."""
-        spec = self.meta["input"]
-        steps = self.fixed_length or 2
-        shapes = {"data": (1, steps) if self._is_text else (1, steps, spec["features"]),
-                  "valid_length": (1,)}
-        shapes.update({s["name"]: tuple(1 if d == "N" else d for d in s["shape"])
-                       for s in self.states})
-        _, outs, _ = mx.sym.load(symbol_file).infer_shape(
-            **{n: shapes[n] for n in self.input_names})
-        return int(outs[0][-1])
+        self.graph = load_graph(backend, self.prefix, self.meta, ctx, threads)
+        self.output_size = self.graph.output_size  # classes, vocabulary or values
+        self._check_outputs(meta_file)
 
     def _check_outputs(self, meta_file: str) -> None:
         if KINDS[self.kind].labelled:
@@ -259,22 +241,9 @@ class Predictor:
                 for s in self.states]
 
     def forward(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        """Run the graph on numpy inputs in the order of ``input_names``."""
-        outs = self.block(*[self._on_device(k, a) for k, a in enumerate(arrays)])
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return [o.asnumpy() for o in outs]
-
-    def _on_device(self, position: int, a: np.ndarray) -> mx.nd.NDArray:
-        """``a`` copied into an input buffer kept per (input, shape, dtype): a copy into an
-        existing NDArray costs less than half of a new ``mx.nd.array`` (~80 vs ~190 us)."""
-        key = (position, a.shape, a.dtype.str)
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            if len(self._buffers) >= 64:
-                self._buffers.clear()
-            buffer = self._buffers[key] = mx.nd.empty(a.shape, ctx=self.ctx, dtype=a.dtype)
-        buffer._sync_copyfrom(a)  # waits until earlier readers of the buffer are done
-        return buffer
+        """Run the graph on numpy inputs in the order of ``input_names``; outputs in the
+        order of ``meta['outputs']``."""
+        return self.graph.forward(*arrays)
 
     def predict(self, items: Sequence, top_k: int | None = None,
                 where: Sequence[str] | None = None) -> list[dict]:
@@ -354,10 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("input", help="input file ('-': standard input): text (one a line, "
                         ".tsv, .csv, .jsonl) or series (.npy, .npz, .ts, CSV, IDX)")
     add_input_options(parser)
+    parser.add_argument("--backend", choices=BACKENDS, default="mxnet",
+                        help="graph runner (onnxruntime: PREFIX.onnx, no mxnet needed)")
     args = parser.parse_args(argv)
     try:
-        answers = predict_file(Predictor(args.prefix), args.input, args.top_k,
-                               **read_options(args))
+        answers = predict_file(Predictor(args.prefix, backend=args.backend), args.input,
+                               args.top_k, **read_options(args))
         for answer in answers:
             print(json.dumps(answer, ensure_ascii=False))
         sys.stdout.flush()

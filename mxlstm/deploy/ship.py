@@ -14,6 +14,7 @@ STANDALONE_FILES: dict[str, Path] = {
     "predictor_inputs.py": _PACKAGE / "deploy" / "predictor_inputs.py",
     "predictor_files.py": _PACKAGE / "deploy" / "predictor_files.py",
     "predictor_meta.py": _PACKAGE / "deploy" / "predictor_meta.py",
+    "predictor_backends.py": _PACKAGE / "deploy" / "predictor_backends.py",
     "preprocess.py": _PACKAGE / "preprocess.py",
     "kinds.py": _PACKAGE / "kinds.py",
 }

@@ -196,11 +196,12 @@ def test_onnx_without_runtime_says_how_to_install(base):
                     model_dir=tiny_run(base, "digits-uni"))
 
 
-@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed (optional)")
+@pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (make onnx)")
 def test_onnx_streaming_graph_matches_in_onnxruntime(base):
     result = export_onnx(exported(base, "digits-uni", streaming=True),
                          model_dir=tiny_run(base, "digits-uni"))
-    assert result["opset"] == 13 and result["max_abs_diff"] <= 1e-5
+    assert result["opset"] == 17 and result["max_abs_diff"] <= 1e-5
+    assert result["verification"]["states_max_abs_diff"] <= 1e-5
     assert Path(result["path"]).is_file()
 
 
@@ -258,11 +259,13 @@ def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys, quiet_root)
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (make onnx)")
-def test_cli_onnx_refusal_exits_2_with_one_line(base, tmp_path, capsys, quiet_root):
-    run = tiny_run(base, "vowels")  # ONNX: lengths vary
+def test_cli_onnx_of_another_run_exits_2_with_one_line(base, tmp_path, capsys, quiet_root):
+    prefix = exported(base, "digits-uni")
     capsys.readouterr()
-    argv = ["export", "--model", str(run), "--out", str(tmp_path / "o"), "--onnx"]
-    assert "ONNX export refused" in _one_error_line(argv, capsys)
+    from mxlstm.deploy.onnx_export import export_onnx as onnx_of
+    with pytest.raises(ModelFileError, match="export was made from run 'digits-uni', not "
+                                             "'vowels'"):
+        onnx_of(prefix, model_dir=tiny_run(base, "vowels"))
 
 
 @pytest.mark.skipif(HAS_ONNX, reason="onnx and onnxruntime are installed")

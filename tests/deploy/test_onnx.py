@@ -1,4 +1,5 @@
-"""ONNX: conversion verified in onnxruntime, meta records, refusals, agreement with the predictor.
+"""ONNX exports of trained runs: verification recorded, the ONNX Runtime predictor equal to
+the MXNet one, int8, refusals, the CLI.
 
 Skipped without onnx / onnxruntime (``make onnx`` installs them). Tiny runs come from
 ``test_predictor.py``'s helpers (trained once per session, shared with the other files).
@@ -7,22 +8,29 @@ Skipped without onnx / onnxruntime (``make onnx`` installs them). Tiny runs come
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_predictor import exported, softmax, tiny_run
+from test_predictor import RUNS, TINY, exported, probs, tiny_run
 
-from mxlstm.blocks.models import LanguageModel, SequenceModel
+from mxlstm import runs
 from mxlstm.cli import main
+from mxlstm.config import apply_overrides
 from mxlstm.data.sources import load_digits
-from mxlstm.deploy.onnx_export import ONNX_OPSET, export_onnx, onnx_refusal
-from mxlstm.deploy.predictor import Predictor
-from mxlstm.deploy.ship import STANDALONE_FILES
+from mxlstm.deploy.export import export_model
+from mxlstm.deploy.onnx_export import export_onnx
+from mxlstm.deploy.predictor import ModelFilesError, Predictor
 from mxlstm.errors import ModelFileError
+from mxlstm.tasks import default_config
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+from mxlstm.deploy.onnx_graph import OPSET  # noqa: E402
+
+TEXTS = ["a wonderful, moving film", "boring", "the plot was thin but the actors were "
+         "superb and the music moving", "far too long"]
 
 
 @pytest.fixture(scope="session")
@@ -37,100 +45,155 @@ def read_meta(prefix: Path) -> dict:
     return json.loads(Path(str(prefix) + "-meta.json").read_text())
 
 
-def session(prefix: Path):
-    return ort.InferenceSession(str(prefix) + ".onnx", providers=["CPUExecutionProvider"])
+def onnx_exported(base: Path, name: str, streaming: bool = False) -> Path:
+    prefix = exported(base, name, streaming)
+    if not (read_meta(prefix).get("onnx") or {}).get("exported"):
+        export_onnx(prefix, model_dir=tiny_run(base, name), int8=True)
+    return prefix
 
 
-def run(sess, **inputs) -> dict:
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
+def raw_inputs(name: str) -> list:
+    if name == "text":
+        return TEXTS
+    if name == "vowels":  # series of several lengths
+        rng = np.random.RandomState(0)
+        return [rng.randn(n, 12) for n in (7, 20, 13, 29, 9)]
+    seqs = load_digits().sequences[:6]
+    return [s[:n] for s, n in zip(seqs, (8, 3, 8, 5, 1, 8))]  # prefixes: lengths vary
 
 
-def test_language_model_exports_with_states_and_matches_the_predictor(base):
-    prefix = exported(base, "lm")
-    result = export_onnx(prefix, model_dir=tiny_run(base, "lm"))
-    onnx_meta = read_meta(prefix)["onnx"]
-    assert Path(result["path"]) == Path(str(prefix) + ".onnx")
-    assert onnx_meta["exported"] and onnx_meta["opset"] == ONNX_OPSET == 13
-    assert onnx_meta["recurrent_ops"] == "2 x 1-layer lstm"  # a stack, not one 2-layer op
-    check = onnx_meta["verification"]
-    assert check["max_abs_diff"] <= 1e-5 and check["batch_sizes"] == [2, 5]
-    assert onnx_meta["dynamic_axes"] == ["N", "T"]
-    sess = session(prefix)
-    assert [i.name for i in sess.get_inputs()] == ["data", "state_h", "state_c"]
-    assert {o.name for o in sess.get_outputs()} == {"logits", "state_h_out", "state_c_out"}
-
-    p = Predictor(prefix)
-    text = "she had been forced into prudence in her youth"
-    answer = p.predict_one(text, top_k=5)
-    ids = p.preprocess(text)[None]
-    h, c = p.begin_states(1)
-    out = run(sess, data=ids, state_h=h, state_c=c)
-    probs = softmax(out["logits"][0, -1].astype(np.float64))
-    tops = {t["token"]: t["probability"] for t in answer["top_k"]}
-    vocab = p.meta["preprocessing"]["idx_to_token"]
-    assert vocab[int(probs.argmax())] == answer["next_token"]
-    assert max(abs(probs[vocab.index(tok)] - prob) for tok, prob in tops.items()) <= 1e-6
-    # states carry over: two chunks through onnxruntime equal one pass
-    first = run(sess, data=ids[:, :4], state_h=h, state_c=c)
-    second = run(sess, data=ids[:, 4:], state_h=first["state_h_out"],
-                 state_c=first["state_c_out"])
-    assert np.abs(second["logits"] - out["logits"][:, 4:]).max() <= 1e-5
+@pytest.mark.parametrize("name", ["digits", "vowels", "text"])
+def test_variable_length_classifier_matches_the_mxnet_predictor(base, name):
+    prefix = onnx_exported(base, name)
+    record = read_meta(prefix)["onnx"]
+    assert record["exported"] and record["opset"] == OPSET
+    assert record["recurrent_ops"] == "1 x ONNX LSTM bidirectional with sequence_lens"
+    check = record["verification"]
+    assert check["max_abs_diff"] <= 1e-5 and check["states_max_abs_diff"] <= 1e-5
+    assert len(check["batches"]) == 3 and check["batches"][2][0] == 1
+    mx_p, ort_p = Predictor(prefix), Predictor(prefix, backend="onnxruntime")
+    assert ort_p.input_names == ["data", "valid_length"] and not hasattr(ort_p, "block")
+    items = raw_inputs(name)
+    mine, theirs = mx_p.predict(items), ort_p.predict(items)
+    assert np.abs(probs(mine, mx_p.labels) - probs(theirs, mx_p.labels)).max() <= 1e-5
+    assert [a["label"] for a in mine] == [a["label"] for a in theirs]
+    alone = [ort_p.predict_one(item) for item in items]  # unpadded, one at a time
+    assert np.abs(probs(alone, mx_p.labels) - probs(theirs, mx_p.labels)).max() <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["digits", "digits-uni"])
-def test_fixed_length_classifier_exports_without_valid_length(base, name):
-    prefix = exported(base, name)  # the MXNet export takes valid_length; ONNX does not
-    result = export_onnx(prefix, model_dir=tiny_run(base, name))
-    onnx_meta = read_meta(prefix)["onnx"]
-    assert result["max_abs_diff"] <= 1e-5
-    assert onnx_meta["sequence_length"] == 8 and onnx_meta["dynamic_axes"] == ["N"]
-    assert [i["name"] for i in onnx_meta["inputs"]] == ["data"]
-    assert onnx_meta["inputs"][0]["shape"] == ["N", 8, 8]
-    assert onnx_meta["recurrent_ops"].endswith("bidirectional") == (name == "digits")
-    sess = session(prefix)
-    assert [i.name for i in sess.get_inputs()] == ["data"]
+def test_language_model_and_streaming_carry_states(base):
+    for name, streaming in (("lm", False), ("digits-uni", True)):
+        prefix = onnx_exported(base, name, streaming)
+        record = read_meta(prefix)["onnx"]
+        assert record["verification"]["states_max_abs_diff"] <= 1e-5
+        assert record["inputs"][1:] == [s["name"] for s in read_meta(prefix)["input"]["states"]]
+        mx_p, ort_p = Predictor(prefix), Predictor(prefix, backend="onnxruntime")
+        chunks = (["she had been forced", " into prudence in her youth"] if name == "lm"
+                  else [load_digits().sequences[0][:3], load_digits().sequences[0][3:]])
+        states = {"mx": None, "ort": None}
+        for chunk in chunks:
+            a, states["mx"] = mx_p.stream(chunk, states["mx"], top_k=3)
+            b, states["ort"] = ort_p.stream(chunk, states["ort"], top_k=3)
+            assert a.get("next_token", a.get("label")) == b.get("next_token", b.get("label"))
+            for x, y in zip(states["mx"], states["ort"]):
+                assert np.abs(x - y).max() <= 1e-5
+        key = "token" if name == "lm" else "label"
+        assert max(abs(x["probability"] - y["probability"]) for x, y in
+                   zip(a["top_k"], b["top_k"])) <= 1e-5 and \
+            [x[key] for x in a["top_k"]] == [y[key] for y in b["top_k"]]
 
-    p = Predictor(prefix)
-    raw = load_digits().sequences[:7]
-    answers = p.predict(raw)
-    x = np.stack([p.preprocess(seq) for seq in raw])
-    for rows in (slice(0, 1), slice(0, 7)):  # batch sizes 1 and 7
-        probs = softmax(run(sess, data=x[rows])["logits"].astype(np.float64))
-        expected = np.array([[a["probabilities"][k] for k in p.labels] for a in answers[rows]])
-        assert np.abs(probs - expected).max() <= 1e-6
+
+def test_int8_graph_is_smaller_quantized_and_runs(base):
+    prefix = onnx_exported(base, "digits")
+    int8 = read_meta(prefix)["onnx"]["int8"]
+    path = Path(str(prefix) + "-int8.onnx")
+    assert int8["file"] == path.name and path.is_file()
+    assert int8["size_ratio"] == round(Path(str(prefix) + ".onnx").stat().st_size
+                                       / path.stat().st_size, 3) and int8["size_ratio"] > 1.5
+    assert int8["quantized_ops"].get("DynamicQuantizeLSTM") == 1
+    p8 = Predictor(prefix, backend="onnxruntime-int8")
+    fp = Predictor(prefix, backend="onnxruntime")
+    items = raw_inputs("digits")
+    diff = np.abs(probs(p8.predict(items), fp.labels) - probs(fp.predict(items), fp.labels))
+    assert 0 < diff.max() < 0.2  # int8 moves the answers a little, not far
 
 
-def test_variable_length_model_is_refused_and_the_reason_recorded(base):
-    prefix = exported(base, "vowels")
-    with pytest.raises(ModelFileError, match="ONNX export refused: sequences have different "
-                                             "lengths .*valid_length"):
-        export_onnx(prefix, model_dir=tiny_run(base, "vowels"))
-    onnx_meta = read_meta(prefix)["onnx"]
-    assert onnx_meta["exported"] is False and "valid_length" in onnx_meta["refused"]
+def test_onnx_backend_refuses_missing_or_foreign_files(base, tmp_path):
+    prefix = exported(base, "digits-uni")  # an export without --onnx
+    with pytest.raises(ModelFilesError, match="no ONNX graph in this export"):
+        Predictor(prefix, backend="onnxruntime")
+    good = onnx_exported(base, "digits")
+    meta = read_meta(good)
+    meta["onnx"]["sha256"] = "0" * 64
+    copy = tmp_path / "digits"
+    Path(str(copy) + "-meta.json").write_text(json.dumps(meta))
+    Path(str(copy) + ".onnx").write_bytes(Path(str(good) + ".onnx").read_bytes())
+    with pytest.raises(ModelFilesError, match="sha256 differs"):
+        Predictor(copy, backend="onnxruntime")
+
+
+def test_layer_norm_model_is_refused_in_one_line(base, tmp_path, capsys, monkeypatch):
+    out = base / "digits-ln"
+    if not (out / "report.json").exists():
+        runs.train(apply_overrides(default_config("digits"), {**TINY, **RUNS["digits"],
+                                                              "model.layer_norm": True},
+                                   "test"), out)
+    prefix = tmp_path / "ln"
+    export_model(out, prefix)
+    with pytest.raises(ModelFileError, match="ONNX export refused: layer normalisation"):
+        export_onnx(prefix, model_dir=out)
+    record = read_meta(prefix)["onnx"]
+    assert record["exported"] is False and "layer_norm" in record["refused"]
     assert not Path(str(prefix) + ".onnx").exists()
+    root = logging.getLogger()  # a fresh `mxlstm` process has no train-log handlers
+    monkeypatch.setattr(root, "handlers",
+                        [h for h in root.handlers if not getattr(h, "_mxlstm", False)])
+    capsys.readouterr()
+    assert main(["export", "--model", str(out), "--out", str(tmp_path / "c"), "--onnx"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("mxlstm: error: ONNX export refused: layer")
 
 
-def test_refusal_reasons():
-    fixed, varying = (8, 8, 8), (None, 7, 29)
-    assert onnx_refusal(SequenceModel(3, 8, num_layers=2, bidirectional=True), False,
-                        fixed) is None
-    assert "different lengths (7 to 29" in onnx_refusal(SequenceModel(3, 8), False,
-                                                         varying)
-    assert onnx_refusal(SequenceModel(3, 8), True, varying) is None  # streaming
-    assert onnx_refusal(LanguageModel(50, 8, 8), True, None) is None  # always stateful
-    for options in ({"peephole": True}, {"projection_size": 4}, {"zoneout": 0.1}):
-        reason = onnx_refusal(SequenceModel(3, 8, **options), False, fixed)
-        assert "contrib.foreach" in reason, options
-
-
-def test_cli_export_onnx_writes_the_file_and_reports(base, tmp_path, capsys):
-    prefix = tmp_path / "cli" / "digits-uni"
-    argv = ["export", "--model", str(tiny_run(base, "digits-uni")), "--out", str(prefix),
-            "--onnx"]
+def test_cli_export_onnx_int8_and_predict_with_onnxruntime(base, tmp_path, capsys):
+    prefix = tmp_path / "cli" / "vowels"
+    argv = ["export", "--model", str(tiny_run(base, "vowels")), "--out", str(prefix),
+            "--onnx", "--int8"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["onnx"]["max_abs_diff"] <= 1e-5 and summary["onnx"]["opset"] == 13
+    assert summary["onnx"]["max_abs_diff"] <= 1e-5 and summary["onnx"]["opset"] == OPSET
+    from mxlstm.deploy.ship import STANDALONE_FILES
+
     assert sorted(f.name for f in prefix.parent.iterdir()) == sorted([
-        "digits-uni-0000.params", "digits-uni-meta.json", "digits-uni-symbol.json",
-        "digits-uni.onnx", *STANDALONE_FILES])  # and the standalone predictor beside them
-    assert read_meta(prefix)["onnx"]["file"] == "digits-uni.onnx"
+        "vowels-0000.params", "vowels-int8.onnx", "vowels-meta.json", "vowels-symbol.json",
+        "vowels.onnx", *STANDALONE_FILES])
+    np.savez(tmp_path / "x.npz", x=np.random.RandomState(1).randn(3, 20, 12),
+             lengths=np.array([20, 4, 11]))
+    answers = {}
+    for backend in ("mxnet", "onnxruntime"):
+        assert main(["predict", "--model", str(prefix), "--input", str(tmp_path / "x.npz"),
+                     "--backend", backend]) == 0
+        answers[backend] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    labels = list(answers["mxnet"][0]["probabilities"])
+    assert np.abs(probs(answers["mxnet"], labels) - probs(answers["onnxruntime"], labels)
+                  ).max() <= 1e-5
+    capsys.readouterr()
+    assert main(["export", "--model", str(tiny_run(base, "vowels")), "--out",
+                 str(tmp_path / "x"), "--int8"]) == 2
+    assert "--int8 quantizes the ONNX graph" in capsys.readouterr().err
+
+
+def test_latency_interleaves_backends_and_records_threads(base):
+    from mxlstm.deploy.latency import measure_latency
+
+    prefix = onnx_exported(base, "digits")
+    backends = ("mxnet", "onnxruntime", "onnxruntime-int8")
+    result = measure_latency([str(prefix)], batch_sizes=(1, 3), repeats=4, warmup=1,
+                             rounds=2, backends=backends, ort_threads=1)
+    assert [e["backend"] for e in result["exports"]] == list(backends)
+    assert "vs_first" not in result["exports"][0]["batches"]["1"]
+    for export in result["exports"]:
+        numbers = export["batches"]["1"]["end_to_end"]
+        assert 0 < numbers["p50_ms"] <= numbers["p90_ms"] <= numbers["p99_ms"]
+    assert result["exports"][2]["batches"]["3"]["vs_first"]["graph_only"] > 0
+    threads = result["machine"]["onnxruntime"]
+    assert threads["intra_op_num_threads"] == 1 and threads["version"] == ort.__version__
