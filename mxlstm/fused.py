@@ -9,6 +9,7 @@ checked that this path is exact for the call.
 
 from __future__ import annotations
 
+from mxlstm.kernels import layer as kernel_layer
 from mxlstm.regularize import drop_weights
 from mxlstm.sequence import length_mask, reverse_time, zeros_like_state
 
@@ -37,8 +38,11 @@ def _call(F, layer, x, flat, states, num_layers: int, bidirectional: bool):
 def run(layer, F, x, valid_length, states, params):
     """Run ``layer`` on ``x (T, N, C)``; returns ``(out (T, N, D*H), final states)``.
 
-    Final states are ``[]`` when ``valid_length`` is given (they are not exact here).
+    Final states are ``[]`` when ``valid_length`` is given (they are not exact here),
+    except on the mxlstm kernel, which runs whenever it is built (exact final states).
     """
+    if kernel_layer.unusable_reason(layer) is None:
+        return kernel_layer.run(layer, F, x, valid_length, states, params)
     num_layers, dirs = layer.num_layers, layer.directions
     per_layer = len(dirs)
     if states is None:
