@@ -52,6 +52,7 @@ from mxlstm.deploy.graphs import (
 )
 from mxlstm.deploy.predictor import CHAR_RULE, FORMAT, FORMAT_VERSION, WORD_RULE
 from mxlstm.errors import ModelFileError
+from mxlstm.kernels import standard_ops
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5
@@ -306,6 +307,7 @@ def import_block(prefix: str | Path, names: list[str]) -> gluon.SymbolBlock:
                                          ctx=mx.cpu())
 
 
+@standard_ops()  # symbol files keep MXNet's own RNN operator (no mxlstm kernel inside)
 def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
                  streaming: bool = False, fixed_length: bool = False) -> dict:
     """Export checkpoint ``tag`` of ``model_dir`` to ``PREFIX-{symbol.json,0000.params,

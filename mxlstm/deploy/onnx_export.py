@@ -43,6 +43,7 @@ from mxlstm.deploy.export import (
 )
 from mxlstm.deploy.graphs import FixedLengthModel, LayerwiseFused, data_length
 from mxlstm.errors import ModelFileError, MxlstmError
+from mxlstm.kernels import standard_ops
 from mxlstm.recurrent import RecurrentLayer
 
 ONNX_OPSET = 13
@@ -110,6 +111,7 @@ def export_onnx(prefix: str | Path, model_dir: str | Path | None = None,
             **result}
 
 
+@standard_ops()  # the graph converted to ONNX holds MXNet's own RNN operator
 def _export(meta: dict, path: Path, onnx, onnxruntime, model_dir) -> dict:
     from mxlstm.runs import load_model
 
