@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-IMPLS = ("mxlstm-fused", "mxlstm-gates", "mxnet-gluon", "torch")
-MXNET_IMPLS = IMPLS[:3]
+IMPLS = ("mxlstm-kernel", "mxlstm-fused", "mxlstm-gates", "mxnet-gluon", "torch")
+MXNET_IMPLS = IMPLS[:4]
 MODES = ("train", "infer")
 SEED = 1234
 

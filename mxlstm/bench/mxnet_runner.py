@@ -1,5 +1,5 @@
-"""MXNet rows (mxlstm fused, mxlstm gate-level, bare ``gluon.rnn.LSTM``), the GEMM roof and
-the profiler. Never imports torch.
+"""MXNet rows (mxlstm kernel, mxlstm fused, mxlstm gate-level, bare ``gluon.rnn.LSTM``), the GEMM
+roof and the profiler. Never imports torch.
 
 Every model is hybridized with ``static_alloc=True, static_shape=True`` (``static_shape``
 can be switched off), except the gate-level path, which gets ``static_alloc`` only: on
@@ -43,7 +43,14 @@ CTX = mx.cpu()
 def make_lstm(cfg: BenchConfig, impl: str) -> gluon.HybridBlock:
     """The LSTM stack of ``impl`` for ``cfg`` (no dropout, zero begin states)."""
     common = {"layout": cfg.layout, "input_size": cfg.input_size}
-    if impl == "mxlstm-fused":
+    if impl == "mxlstm-kernel":  # the fused path on mxlstm's own CPU kernel
+        os.environ["MXLSTM_KERNEL"] = "1"
+        from mxlstm import kernels
+        if kernels.status():
+            raise RuntimeError(f"mxlstm kernel unavailable: {kernels.status()}")
+        return mxlstm.LSTM(cfg.hidden_size, cfg.num_layers, fused=True, **common)
+    if impl == "mxlstm-fused":  # the fused path on MXNet's RNN operator
+        os.environ["MXLSTM_KERNEL"] = "0"
         return mxlstm.LSTM(cfg.hidden_size, cfg.num_layers, fused=True, **common)
     if impl == "mxlstm-gates":
         return mxlstm.LSTM(cfg.hidden_size, cfg.num_layers, fused=False, **common)

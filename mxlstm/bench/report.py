@@ -16,10 +16,13 @@ from typing import Any
 
 from mxlstm.bench.configs import MODES, BenchConfig, forward_gemms, step_flops
 
-LABELS = {"mxlstm-fused": "mxlstm fused", "mxlstm-gates": "mxlstm gate-level",
+LABELS = {"mxlstm-kernel": "mxlstm kernel", "mxlstm-fused": "mxlstm fused (MXNet RNN op)",
+          "mxlstm-gates": "mxlstm gate-level",
           "mxnet-gluon": "bare MXNet gluon.rnn.LSTM", "torch": "PyTorch nn.LSTM"}
 CHECK_TOL = 1e-3  # max |hybridized - imperative| first output (train: loss) accepted
-RATIOS = (("mxlstm-fused", "torch", "mxlstm fused / PyTorch"),
+RATIOS = (("mxlstm-kernel", "torch", "mxlstm kernel / PyTorch"),
+          ("mxlstm-kernel", "mxlstm-fused", "mxlstm kernel / fused"),
+          ("mxlstm-fused", "torch", "mxlstm fused / PyTorch"),
           ("mxlstm-fused", "mxnet-gluon", "mxlstm fused / bare MXNet"),
           ("mxlstm-gates", "mxlstm-fused", "gate-level / fused"))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mxlstm.blocks._sequence import length_mask, reverse_time, zeros_like_state
 from mxlstm.blocks.regularize import drop_weights
+from mxlstm.kernels import layer as kernel_layer
 
 
 def pack_params(F, layer, params: dict, layers, directions):
@@ -52,8 +53,11 @@ def _split_call(F, layer, x, params, index: int, states):
 def run(layer, F, x, valid_length, states, params):
     """Run ``layer`` on ``x (T, N, C)``; returns ``(out (T, N, D*H), final states)``.
 
-    Final states are ``[]`` when ``valid_length`` is given (they are not exact here).
+    Final states are ``[]`` when ``valid_length`` is given (they are not exact here),
+    except on the mxlstm kernel, which runs whenever it is built (exact final states).
     """
+    if kernel_layer.unusable_reason(layer) is None:
+        return kernel_layer.run(layer, F, x, valid_length, states, params)
     num_layers, dirs = layer.num_layers, layer.directions
     per_layer = len(dirs)
     if states is None:

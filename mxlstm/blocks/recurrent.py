@@ -34,6 +34,7 @@ from mxlstm.blocks._sequence import length_mask, reverse_time, zeros_like_state
 from mxlstm.blocks.cells import RecurrentCell, make_cell
 from mxlstm.blocks.regularize import check_rate, drop_weights, variational_mask, zoneout
 from mxlstm.errors import ConfigError
+from mxlstm.kernels import layer as kernel_layer
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,9 @@ class RecurrentLayer(HybridBlock):
                    "clipping or projection)"
         if self.recurrent_dropout or self.zoneout:
             return "recurrent dropout / zoneout act inside the time loop"
-        if has_lengths and self.return_states:
-            return "final states of a padded batch are only exact on the cells path"
+        if has_lengths and self.return_states and kernel_layer.unusable_reason(self):
+            return "final states of a padded batch are only exact on the cells path " \
+                   "or the mxlstm kernel"
         return None
 
     def uses_fused(self, has_lengths: bool) -> bool:
@@ -226,7 +228,8 @@ class RecurrentLayer(HybridBlock):
         path = "fused" if use else "cells"
         if path not in self._logged_paths:
             self._logged_paths.add(path)
-            why = "" if use else f" ({'fused=False' if self.fused is False else reason})"
+            why = f" ({kernel_layer.describe(self)})" if use else \
+                f" ({'fused=False' if self.fused is False else reason})"
             log.info("%s: %s x%d%s runs on the %s path%s", self.name, self.cell_type,
                      self.num_layers, " bidirectional" if self.num_directions == 2 else "",
                      path, why)

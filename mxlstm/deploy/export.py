@@ -48,6 +48,7 @@ from mxlstm.deploy.graphs import data_length, fixed_length_graph, stateful_graph
 from mxlstm.deploy.predictor_meta import FORMAT, FORMAT_VERSION
 from mxlstm.deploy.ship import ship_predictor
 from mxlstm.errors import ModelFileError
+from mxlstm.kernels import standard_ops
 from mxlstm.preprocess import CHAR_RULE, WORD_RULE, sha256_file
 from mxlstm.tasks.spec import InputSpec, TaskSpec
 
@@ -275,6 +276,7 @@ def import_block(prefix: str | Path, names: list[str]) -> gluon.SymbolBlock:
                                          ctx=mx.cpu())
 
 
+@standard_ops()  # symbol files keep MXNet's own RNN operator (no mxlstm kernel inside)
 def export_model(model_dir: str | Path, prefix: str | Path, tag: str = "best",
                  streaming: bool = False, fixed_length: bool = False) -> dict:
     """Export checkpoint ``tag`` of ``model_dir`` to ``PREFIX-{symbol.json,0000.params,

@@ -1,0 +1,74 @@
+"""mxlstm's own CPU recurrent kernel (an MXNet extension library), loaded on first use.
+
+The kernel (``ops.cc``) runs a whole LSTM/GRU/RNN layer, uni- or bidirectional, with exact
+variable lengths: one input-projection product for all steps, one recurrent product per
+step, vectorised gate math on OpenMP threads, and in backward one weight-gradient product
+per weight over all steps. It reads the layer's own parameters (the fused layout), so
+weights, checkpoints and exports do not change. :func:`status` builds (once, cached, see
+:mod:`mxlstm.kernels.build`) and loads it; when that is impossible the layer runs MXNet's
+``RNN`` operator and the INFO line says why.
+
+Switches: ``MXLSTM_KERNEL=0`` never uses the kernel; :func:`standard_ops` turns it off
+inside a ``with`` block (exports use it so symbol files keep the standard ``RNN`` op).
+``MXLSTM_KERNEL_BLAS`` / ``MXLSTM_KERNEL_BLAS_SYMBOL`` choose the sgemm (default: the
+OpenBLAS bundled with the mxnet wheel, ``cblas_sgemm``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+import mxnet as mx
+
+from mxlstm.kernels import build
+
+OP_NAME = "mxlstm_rnn"
+_lock = threading.Lock()
+_state: dict = {"tried": False, "reason": None, "path": None}
+_off = threading.local()
+
+
+def _load() -> None:
+    try:
+        path = build.library_path()
+        os.environ.setdefault("MXLSTM_KERNEL_BLAS", str(build.mxnet_dir() / "libopenblas.so.0"))
+        mx.library.load(str(path), verbose=False)
+        if not hasattr(mx.nd, OP_NAME) or not hasattr(mx.sym, OP_NAME):
+            raise build.BuildError("the library loaded but registered no operator")
+        _state["path"] = str(path)
+    except build.BuildError as err:
+        _state["reason"] = str(err)
+    except mx.base.MXNetError as err:
+        _state["reason"] = "loading the kernel failed: " + (str(err).strip().splitlines()
+                                                            or ["unknown error"])[0]
+
+
+def status() -> str | None:
+    """None when the kernel is built, loaded and switched on; else why it is not."""
+    if os.environ.get("MXLSTM_KERNEL", "1") == "0":
+        return "switched off (MXLSTM_KERNEL=0)"
+    if getattr(_off, "depth", 0):
+        return "standard MXNet operators requested (export)"
+    with _lock:
+        if not _state["tried"]:
+            _state["tried"] = True
+            _load()
+    return _state["reason"]
+
+
+def library() -> str | None:
+    """Path of the loaded library, or None."""
+    return _state["path"]
+
+
+@contextlib.contextmanager
+def standard_ops() -> Iterator[None]:
+    """Inside this block layers run MXNet's own ``RNN`` operator (for exported graphs)."""
+    _off.depth = getattr(_off, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _off.depth -= 1

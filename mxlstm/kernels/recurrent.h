@@ -1,0 +1,213 @@
+// mxlstm CPU recurrent kernel: forward and backward of one (possibly bidirectional) layer.
+//
+// Layout: x (T, N, C) time-major; per direction Wx (G*H, C), Wh (G*H, H), bx, bh (G*H);
+// out (T, N, D*H) (forward units first); states (D, N, H); reserve (D, T, N, K*H) holds
+// what backward needs (see cells.h), in time order.
+// Variable length: row n runs steps s = 0 .. L_n - 1 at time t = s (forward direction) or
+// t = L_n - 1 - s (reverse direction); outputs past L_n are 0, final states are those of
+// step L_n - 1 -- exactly as if each sequence ran alone.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cells.h"
+
+namespace mxlstm {
+
+// C = alpha op(A) op(B) + beta C, row-major; implemented in ops.cc over the loaded BLAS.
+void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
+           const float* b, int ldb, float beta, float* c, int ldc);
+
+struct Shape {
+  int T, N, C, H, D, mode, G, K;  // K: reserve floats per row in units of H
+  int gh() const { return G * H; }
+  long rows() const { return static_cast<long>(T) * N; }
+};
+
+struct DirParams {
+  const float *wx, *wh, *bx, *bh;
+};
+
+inline int time_of(int s, int len, bool forward) { return forward ? s : len - 1 - s; }
+
+// Rows in parallel once a step has enough work to pay for waking the threads.
+#define MXLSTM_ROWS_PARALLEL _Pragma("omp parallel for schedule(static) if (work > 16384)")
+
+// Forward of direction d. ws: 2 N H + N G H floats.
+inline void forward_dir(const Shape& s, int d, const float* x, const DirParams& p,
+                        const float* h0, const float* c0, const std::vector<int>& len,
+                        float* out, float* hN, float* cN, float* reserve, float* ws) {
+  const int N = s.N, H = s.H, GH = s.gh(), RH = s.K * H, DH = s.D * H;
+  const bool fwd = d == 0;
+  const long work = static_cast<long>(N) * GH;
+  float* R = reserve + static_cast<long>(d) * s.rows() * RH;
+  float* h = ws;
+  float* c = ws + N * H;
+  float* acc = ws + 2 * N * H;
+  // one input projection for all steps, written into the reserve rows
+  sgemm(false, true, s.T * N, GH, s.C, 1.0f, x, s.C, p.wx, s.C, 0.0f, R, RH);
+  std::memcpy(h, h0 + static_cast<long>(d) * N * H, sizeof(float) * N * H);
+  if (s.mode == kLSTM) std::memcpy(c, c0 + static_cast<long>(d) * N * H, sizeof(float) * N * H);
+  for (int step = 0; step < s.T; ++step) {
+    sgemm(false, true, N, GH, H, 1.0f, h, H, p.wh, H, 0.0f, acc, GH);
+    MXLSTM_ROWS_PARALLEL
+    for (int n = 0; n < N; ++n) {
+      if (step >= len[n]) continue;
+      const long row = static_cast<long>(time_of(step, len[n], fwd)) * N + n;
+      float* keep = R + row * RH;
+      float* o = out + row * DH + d * H;
+      if (s.mode == kLSTM)
+        lstm_fwd(H, keep, acc + n * GH, p.bx, p.bh, h + n * H, c + n * H, keep, o);
+      else if (s.mode == kGRU)
+        gru_fwd(H, keep, acc + n * GH, p.bx, p.bh, h + n * H, keep, o);
+      else
+        rnn_fwd(H, s.mode == kRNNRelu, keep, acc + n * GH, p.bx, p.bh, h + n * H, keep, o);
+    }
+  }
+  for (int n = 0; n < N; ++n) {  // padding: zero outputs and reserve rows
+    for (int t = len[n]; t < s.T; ++t) {
+      const long row = static_cast<long>(t) * N + n;
+      std::memset(out + row * DH + d * H, 0, sizeof(float) * H);
+      std::memset(R + row * RH, 0, sizeof(float) * RH);
+    }
+  }
+  std::memcpy(hN + static_cast<long>(d) * N * H, h, sizeof(float) * N * H);
+  if (s.mode == kLSTM) std::memcpy(cN + static_cast<long>(d) * N * H, c, sizeof(float) * N * H);
+}
+
+// prev[t, n] = src[t -/+ 1, n] (the previous step of row n), init[n] at its first step,
+// 0 on padding. src rows have stride `ld`.
+inline void previous_steps(const Shape& s, bool fwd, const float* src, long ld,
+                           const float* init, const std::vector<int>& len, float* prev) {
+  const int N = s.N, H = s.H;
+  for (int t = 0; t < s.T; ++t) {
+    for (int n = 0; n < N; ++n) {
+      float* dst = prev + (static_cast<long>(t) * N + n) * H;
+      const int L = len[n];
+      if (t >= L) {
+        std::memset(dst, 0, sizeof(float) * H);
+      } else if (fwd ? t == 0 : t == L - 1) {
+        std::memcpy(dst, init + static_cast<long>(n) * H, sizeof(float) * H);
+      } else {
+        const long pt = fwd ? t - 1 : t + 1;
+        std::memcpy(dst, src + (pt * N + n) * ld, sizeof(float) * H);
+      }
+    }
+  }
+}
+
+struct DirGrads {
+  float *dwx, *dwh, *dbx, *dbh;
+};
+
+inline void column_sums(const float* a, long rows, int cols, float* out) {
+  std::fill(out, out + cols, 0.0f);
+  for (long r = 0; r < rows; ++r) {
+    const float* row = a + r * cols;
+#pragma omp simd
+    for (int j = 0; j < cols; ++j) out[j] += row[j];
+  }
+}
+
+inline long backward_ws_floats(const Shape& s) {
+  const long tn = s.rows();
+  return tn * s.gh() * (s.mode == kGRU ? 2 : 1) + tn * s.H * (s.mode == kLSTM ? 2 : 1) +
+         static_cast<long>(s.N) * s.gh() + 4L * s.N * s.H;
+}
+
+// Backward of direction d. dout/dhN/dcN may be null (zero gradient); so may any output
+// gradient (not requested). dx is accumulated when `accumulate_dx`.
+inline void backward_dir(const Shape& s, int d, const float* x, const DirParams& p,
+                         const float* h0, const float* c0, const std::vector<int>& len,
+                         bool has_len, const float* out, const float* reserve,
+                         const float* dout, const float* dhN, const float* dcN,
+                         float* dx, bool accumulate_dx, const DirGrads& g, float* dh0,
+                         float* dc0, float* ws) {
+  const int N = s.N, H = s.H, GH = s.gh(), RH = s.K * H, DH = s.D * H, T = s.T;
+  const bool fwd = d == 0, lstm = s.mode == kLSTM, gru = s.mode == kGRU;
+  const long tn = s.rows(), nh = static_cast<long>(N) * H, work = static_cast<long>(N) * GH;
+  const float* R = reserve + static_cast<long>(d) * tn * RH;
+  float* dA = ws;                                  // (T, N, GH) input-side gradients
+  float* dG = gru ? dA + tn * GH : dA;             // recurrent-side gradients
+  float* hp = (gru ? dG : dA) + tn * GH;           // (T, N, H) previous h
+  float* cp = lstm ? hp + tn * H : nullptr;        // (T, N, H) previous c
+  float* dsteps = (lstm ? cp : hp) + tn * H;       // (N, GH) one step's dG rows
+  float* dh = dsteps + N * GH;
+  float* dc = dh + nh;
+  float* dtmp = dc + nh;
+  float* gin = dtmp + nh;
+  previous_steps(s, fwd, out + d * H, DH, h0 + d * nh, len, hp);
+  if (lstm) previous_steps(s, fwd, R + 4 * H, RH, c0 + d * nh, len, cp);
+  if (dhN) std::memcpy(dh, dhN + d * nh, sizeof(float) * nh);
+  else std::memset(dh, 0, sizeof(float) * nh);
+  if (dcN) std::memcpy(dc, dcN + d * nh, sizeof(float) * nh);
+  else std::memset(dc, 0, sizeof(float) * nh);
+  for (int step = T - 1; step >= 0; --step) {
+    // without lengths the step's rows are one contiguous block of dG
+    const int block_t = fwd ? step : T - 1 - step;
+    float* rows_g = has_len ? dsteps : dG + static_cast<long>(block_t) * N * GH;
+    MXLSTM_ROWS_PARALLEL
+    for (int n = 0; n < N; ++n) {
+      float* rg = rows_g + static_cast<long>(n) * GH;
+      if (step >= len[n]) {
+        std::memset(rg, 0, sizeof(float) * GH);
+        continue;
+      }
+      const long row = static_cast<long>(time_of(step, len[n], fwd)) * N + n;
+      const float* keep = R + row * RH;
+      float* gi = gin + static_cast<long>(n) * H;
+      const float* dhn = dh + static_cast<long>(n) * H;
+      if (dout) {
+        const float* dor = dout + row * DH + d * H;
+#pragma omp simd
+        for (int j = 0; j < H; ++j) gi[j] = dhn[j] + dor[j];
+      } else {
+        std::memcpy(gi, dhn, sizeof(float) * H);
+      }
+      if (lstm) {
+        lstm_bwd(H, keep, cp + row * H, gi, dc + static_cast<long>(n) * H, rg);
+      } else if (gru) {
+        gru_bwd(H, keep, hp + row * H, gi, dA + row * GH, rg, dh + static_cast<long>(n) * H);
+      } else {
+        rnn_bwd(H, s.mode == kRNNRelu, keep, gi, rg);
+      }
+      if (has_len) std::memcpy(dG + row * GH, rg, sizeof(float) * GH);
+    }
+    sgemm(false, false, N, H, GH, 1.0f, rows_g, GH, p.wh, H, 0.0f, dtmp, H);
+    MXLSTM_ROWS_PARALLEL
+    for (int n = 0; n < N; ++n) {
+      if (step >= len[n]) continue;
+      float* dhn = dh + static_cast<long>(n) * H;
+      const float* t = dtmp + static_cast<long>(n) * H;
+      if (gru) {
+#pragma omp simd
+        for (int j = 0; j < H; ++j) dhn[j] += t[j];
+      } else {
+        std::memcpy(dhn, t, sizeof(float) * H);
+      }
+    }
+  }
+  if (has_len) {  // padding rows of the gradient buffers were never written
+    for (int n = 0; n < N; ++n) {
+      for (int t = len[n]; t < T; ++t) {
+        const long row = static_cast<long>(t) * N + n;
+        std::memset(dG + row * GH, 0, sizeof(float) * GH);
+        if (gru) std::memset(dA + row * GH, 0, sizeof(float) * GH);
+      }
+    }
+  }
+  if (dh0) std::memcpy(dh0 + d * nh, dh, sizeof(float) * nh);
+  if (dc0 && lstm) std::memcpy(dc0 + d * nh, dc, sizeof(float) * nh);
+  // one weight-gradient product per weight over all steps
+  if (g.dwh) sgemm(true, false, GH, H, static_cast<int>(tn), 1.0f, dG, GH, hp, H, 0.0f, g.dwh, H);
+  if (g.dwx) sgemm(true, false, GH, s.C, static_cast<int>(tn), 1.0f, dA, GH, x, s.C, 0.0f,
+                   g.dwx, s.C);
+  if (dx) sgemm(false, false, static_cast<int>(tn), s.C, GH, 1.0f, dA, GH, p.wx, s.C,
+                accumulate_dx ? 1.0f : 0.0f, dx, s.C);
+  if (g.dbx) column_sums(dA, tn, GH, g.dbx);
+  if (g.dbh) column_sums(dG, tn, GH, g.dbh);
+}
+
+}  // namespace mxlstm

@@ -1,0 +1,227 @@
+"""mxlstm's CPU kernel: equal to MXNet's fused operator, to the float64 numpy reference and
+its finite differences, exact with variable lengths, hybridized == imperative, honest
+INFO line, and exports that keep MXNet's own RNN operator."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import numpy_reference as ref
+import pytest
+from mxnet import autograd
+
+from mxlstm import GRU, LSTM, RNN, kernels
+from mxlstm.kernels import build as kernel_build
+
+REASON = kernels.status()
+needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"mxlstm kernel: {REASON}")
+LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+STEPS = {"lstm": ref.lstm_step, "gru": ref.gru_step, "rnn": ref.rnn_step}
+
+
+@pytest.fixture
+def operator(monkeypatch):
+    """``operator('kernel' | 'mxnet')`` selects which operator the fused path runs."""
+    def select(which: str) -> None:
+        monkeypatch.setenv("MXLSTM_KERNEL", "1" if which == "kernel" else "0")
+    return select
+
+
+def make(kind, hidden, layers, bidirectional, x, **kwargs):
+    layer = LAYERS[kind](hidden, layers, bidirectional=bidirectional, fused=True, **kwargs)
+    layer.initialize(mx.init.Uniform(0.5))
+    layer(x)
+    return layer
+
+
+def run(layer, x, *args, train=True):
+    """Outputs, final states, parameter gradients and input gradient of a fixed loss."""
+    x = x.copy()
+    x.attach_grad()
+    with autograd.record(train_mode=train):
+        result = layer(x, *args)
+        out, states = result if isinstance(result, (tuple, list)) else (result, [])
+        loss = (out * out).sum() + sum((s * 0.3).sum() for s in states)
+    loss.backward()
+    grads = {k: p.grad().asnumpy().copy() for k, p in layer.collect_params().items()}
+    return out.asnumpy(), [s.asnumpy() for s in states], grads, x.grad.asnumpy()
+
+
+def assert_grads_close(got: dict, want: dict, rtol=1e-4):
+    for key in want:
+        scale = max(np.abs(want[key]).max(), 1e-3)
+        assert np.abs(got[key] - want[key]).max() / scale <= rtol, key
+
+
+SHAPES = [  # kind, H, layers, bidirectional, N, T, C
+    ("lstm", 13, 1, False, 1, 1, 3), ("lstm", 9, 2, True, 3, 7, 5),
+    ("lstm", 16, 2, False, 5, 4, 16), ("gru", 13, 1, True, 1, 6, 2),
+    ("gru", 7, 2, False, 4, 1, 3), ("rnn", 11, 2, True, 2, 5, 4),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind,hidden,layers,bi,n,t,c", SHAPES)
+def test_kernel_equals_mxnet_fused_operator(operator, kind, hidden, layers, bi, n, t, c):
+    rng = np.random.RandomState(hidden * 7 + t)
+    x = mx.nd.array(rng.normal(size=(n, t, c)))
+    layer = make(kind, hidden, layers, bi, x, return_states=True)
+    begin = [mx.nd.array(rng.normal(size=i["shape"])) for i in layer.state_info(n)]
+    operator("mxnet")
+    want = run(layer, x, None, begin)
+    operator("kernel")
+    got = run(layer, x, None, begin)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert_grads_close(got[2], want[2])
+    np.testing.assert_allclose(got[3], want[3], atol=1e-4 * max(np.abs(want[3]).max(), 1))
+
+
+def reference_loss(kind, params, x, lengths, hidden, bidirectional):
+    """float64 loss of the numpy reference: sum of squared outputs + 0.3 sum of final states,
+    each sequence run alone (unpadded)."""
+    total = 0.0
+    for n, length in enumerate(lengths):
+        seq = x[n:n + 1, :length]
+        finals = []
+        outs = []
+        for d in ("l", "r") if bidirectional else ("l",):
+            p = {k[3:]: v for k, v in params.items() if k.startswith(f"{d}0_")}
+            zeros = [np.zeros((1, hidden))] * (2 if kind == "lstm" else 1)
+            inp = seq if d == "l" else seq[:, ::-1]
+            out, final = ref.run_sequence(STEPS[kind], inp, zeros, p=p)
+            outs.append(out)
+            finals += final
+        total += sum((o ** 2).sum() for o in outs) + sum(0.3 * f.sum() for f in finals)
+    return total
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind,bidirectional", [("lstm", True), ("gru", False), ("rnn", True)])
+def test_gradients_equal_finite_differences_of_the_float64_reference(operator, kind,
+                                                                     bidirectional):
+    """Padded batch with lengths (incl. 1 and T): kernel gradients == central differences of
+    the numpy float64 loss of each sequence run alone."""
+    operator("kernel")
+    rng = np.random.RandomState(5)
+    hidden, lengths = 3, [4, 1, 3]
+    x = rng.normal(size=(3, 4, 2))
+    layer = LAYERS[kind](hidden, 1, bidirectional=bidirectional, fused=True, return_states=True)
+    layer.initialize(mx.init.Uniform(0.5))
+    layer(mx.nd.array(x))
+    _, _, grads, _ = run(layer, mx.nd.array(x), mx.nd.array(lengths))
+    params = {k: p.data().asnumpy().astype(np.float64) for k, p in layer._reg_params.items()}
+    names = {p.name: k for k, p in layer._reg_params.items()}
+    eps = 1e-6
+    for full, key in names.items():
+        value = params[key]
+        numeric = np.zeros_like(value)
+        for i in np.ndindex(value.shape):
+            old = value[i]
+            value[i] = old + eps
+            up = reference_loss(kind, params, x, lengths, hidden, bidirectional)
+            value[i] = old - eps
+            down = reference_loss(kind, params, x, lengths, hidden, bidirectional)
+            value[i] = old
+            numeric[i] = (up - down) / (2 * eps)
+        scale = max(np.abs(numeric).max(), 1e-3)
+        assert np.abs(grads[full] - numeric).max() / scale <= 1e-4, key
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_lengths_exact_outputs_and_final_states_as_alone(operator, kind):
+    """Outputs past the end are 0; final h (and c) are those of the last valid step,
+    equal to the float64 reference, hybridized, with padding that must not leak."""
+    operator("kernel")
+    rng = np.random.RandomState(1)
+    layer = LAYERS[kind](9, 2, bidirectional=True, fused=True, return_states=True)
+    layer.initialize(mx.init.Uniform(0.5))
+    layer(mx.nd.zeros((1, 2, 3)))
+    layer.hybridize()
+    lengths = np.array([6, 1, 3, 5])
+    x = rng.normal(size=(4, 6, 3)).astype(np.float32)
+    x[np.arange(6)[None, :] >= lengths[:, None]] = 99.0
+    out, states = layer(mx.nd.array(x), mx.nd.array(lengths))
+    from test_recurrent import numpy_layer
+    for n, length in enumerate(lengths):
+        want_out, want_states = numpy_layer(kind, layer, x[n], length)
+        np.testing.assert_allclose(out.asnumpy()[n, :length], want_out, atol=1e-5)
+        assert not out.asnumpy()[n, length:].any()
+        for got, want in zip(states, want_states):
+            np.testing.assert_allclose(got.asnumpy()[:, n], want, atol=1e-5)
+
+
+@needs_kernel
+def test_hybridized_equals_imperative_with_dropout_between_layers(operator):
+    operator("kernel")
+    x = mx.nd.random.normal(shape=(3, 5, 4))
+    layer = make("lstm", 10, 3, True, x, return_states=True, dropout=0.4)
+    want = run(layer, x, mx.nd.array([5, 2, 4]), train=False)
+    layer.hybridize(static_alloc=True)
+    got = run(layer, x, mx.nd.array([5, 2, 4]), train=False)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-6)
+    assert_grads_close(got[2], want[2], rtol=1e-6)
+    with autograd.train_mode():  # dropout acts between layers in training
+        lengths = mx.nd.array([5, 2, 4])
+        mx.random.seed(2)
+        a = layer(x, lengths)[0].asnumpy()
+        mx.random.seed(3)
+        b = layer(x, lengths)[0].asnumpy()
+    assert np.abs(a - b).max() > 1e-3
+
+
+@needs_kernel
+def test_info_line_names_the_operator(operator, caplog):
+    x = mx.nd.ones((1, 2, 3))
+    for which, text in (("kernel", "mxlstm CPU kernel"), ("mxnet", "MXLSTM_KERNEL=0")):
+        operator(which)
+        layer = LSTM(4)
+        layer.initialize()
+        with caplog.at_level(logging.INFO, logger="mxlstm.blocks.recurrent"):
+            layer(x)
+        assert text in caplog.text
+
+
+@needs_kernel
+def test_exported_symbol_keeps_the_standard_rnn_operator(operator, tmp_path):
+    operator("kernel")
+    x = mx.nd.random.normal(shape=(2, 5, 3))
+    layer = make("lstm", 6, 2, False, x)
+    want = layer(x).asnumpy()
+    with kernels.standard_ops():
+        layer.hybridize()
+        layer(x)
+        layer.export(str(tmp_path / "m"))
+    text = (tmp_path / "m-symbol.json").read_text()
+    assert '"RNN"' in text and "mxlstm_rnn" not in text
+    loaded = mx.gluon.SymbolBlock.imports(str(tmp_path / "m-symbol.json"), ["data"],
+                                          str(tmp_path / "m-0000.params"))
+    np.testing.assert_allclose(loaded(x).asnumpy(), want, atol=1e-5)
+
+
+def test_no_compiler_still_runs_and_says_why(tmp_path):
+    """Without a compiler the layer runs MXNet's operator and the INFO line says why."""
+    env = dict(os.environ, MXLSTM_KERNEL_CACHE=str(tmp_path), CXX="", PATH=str(tmp_path),
+               MXLSTM_KERNEL="1")
+    code = ("import logging, mxnet as mx, mxlstm; logging.basicConfig(level=logging.INFO);"
+            "l = mxlstm.LSTM(4); l.initialize(); print(l(mx.nd.ones((1, 2, 3))).shape)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "(1, 2, 4)" in proc.stdout
+    assert "no C++ compiler" in proc.stderr and "MXNet RNN operator" in proc.stderr
+
+
+def test_build_is_cached(monkeypatch):
+    if kernel_build.compiler() is None:
+        pytest.skip("no C++ compiler")
+    first = kernel_build.library_path()
+    stamp = first.stat().st_mtime_ns
+    assert kernel_build.library_path() == first and first.stat().st_mtime_ns == stamp
