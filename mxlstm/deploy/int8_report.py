@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mxlstm.kinds import KINDS
+
 
 def _session(path: Path):
     from mxlstm.deploy.onnx_check import session
@@ -32,7 +34,7 @@ def onnx_test_metric(prepared, meta: dict, path: Path) -> dict:
     sess = _session(path)
     names = [i.name for i in sess.get_inputs()]
     dtype = np.dtype(meta["input"]["dtype"])
-    if meta["kind"] == "language_model":
+    if KINDS[meta["kind"]].answer == "tokens":  # a language model
         nll, count, states = 0.0, 0, None
         for ids, target in prepared.test_loader:
             ids, target = ids.asnumpy().astype(dtype), target.asnumpy().astype(np.int64)

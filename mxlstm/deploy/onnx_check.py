@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mxlstm.kinds import KINDS
+
 STATE_CHECK = ("final_state_h", "final_state_c")
 
 
@@ -94,7 +96,7 @@ def _reference(prepared, cfg, meta: dict, arrays: dict) -> tuple[list, list]:
     model, kind = prepared.model, meta["kind"]
     nd = {k: mx.nd.array(v, dtype=v.dtype) for k, v in arrays.items()}
     states = [nd[s["name"]] for s in meta["input"]["states"]]
-    if kind == "language_model":
+    if KINDS[kind].answer == "tokens":  # a language model
         logits, new = model(nd["data"], states)
         return [logits.asnumpy()], [s.asnumpy() for s in new]
     if meta.get("streaming"):
@@ -161,7 +163,7 @@ def compare_sessions(fp32: bytes, int8: bytes, meta: dict) -> dict:
     for arrays in batches:
         x, y = run(a, arrays)[name], run(b, arrays)[name]
         diffs.append(_diff(x, y))
-        if meta["kind"] != "regression":
+        if KINDS[meta["kind"]].answer != "values":  # not a regression
             same += int((x.argmax(-1) == y.argmax(-1)).sum())
             total += x[..., 0].size
     return {"max_abs_diff": max(diffs),

@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+from mxlstm.kinds import KINDS
+
 OPSET = 17
 GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
 ONNX_OP = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
@@ -224,7 +226,7 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
     seq, finals, top = _recurrent(g, g.op("Transpose", [x], perm=[1, 0, 2]), model.encoder,
                                   lengths or "", states)
     out = g.op("Transpose", [seq], perm=[1, 0, 2])  # (N, T, D*H)
-    if kind == "language_model":
+    if KINDS[kind].answer == "tokens":  # a language model
         main = _head(g, out, model.decoder)
     elif streaming:
         main = _head(g, out, model.head)
@@ -242,7 +244,7 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
     if check_states and not states:
         extra = [f"final_state_{k}" for k in "hc"[:len(finals)]]
         results += finals
-    per_step = kind == "language_model" or streaming or model.per_step
+    per_step = KINDS[kind].answer == "tokens" or streaming or model.per_step
     shapes = [["N", "T", "K"] if per_step else ["N", "K"]]
     shapes += [s["shape"] for s in spec["states"]] or [["LD", "N", "H"]] * len(extra)
     outputs = []

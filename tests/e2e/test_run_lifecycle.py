@@ -185,7 +185,7 @@ def test_a_kill_between_checkpoint_and_metrics_line_repeats_and_loses_no_epoch(
 
 def test_failure_before_the_first_checkpoint_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    bad = ["--set", "train.lr=1e30", "--set", "train.clip_norm=0", "--epochs", "1"]
+    bad = ["--set", "train.lr=1e38", "--set", "train.clip_norm=0", "--epochs", "1"]
     assert main(digits(out, *bad)) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "no epoch had finished, so no checkpoint was saved" in line
