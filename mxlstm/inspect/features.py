@@ -89,3 +89,73 @@ def best_units(corr: dict[str, np.ndarray], top: int = 3) -> dict[str, list]:
     return {name: [[int(u), round(float(r[u]), 4)]
                    for u in np.argsort(-np.abs(r), kind="stable")[:top]]
             for name, r in corr.items()}
+
+
+WORD_FEATURES = ("inside_quotes", "paragraph_position", "sentence_position")
+
+
+def word_features(tokens: list[str]) -> dict[str, np.ndarray]:
+    """``(len(tokens),)`` features of a word-token stream: ``inside_quotes`` (a ``"``
+    token opens or closes, ``<eos>`` closes), ``paragraph_position`` (tokens since the last
+    ``<eos>``), ``sentence_position`` (tokens since the last ``.``, ``!`` or ``?``)."""
+    n = len(tokens)
+    out = {name: np.zeros(n, dtype=np.float64) for name in WORD_FEATURES}
+    quote = False
+    para = sentence = 0
+    for t, tok in enumerate(tokens):
+        if tok == "<eos>":
+            quote, para = False, -1
+        elif tok == '"':
+            quote = not quote
+        para += 1
+        sentence = 0 if tok in (".", "!", "?") else sentence + 1
+        out["inside_quotes"][t] = quote
+        out["paragraph_position"][t] = para
+        out["sentence_position"][t] = sentence
+    return out
+
+
+def token_features(tokens: list[str], char_level: bool) -> dict[str, np.ndarray]:
+    """:func:`char_features` of the joined characters, or :func:`word_features`."""
+    return char_features("".join(tokens)) if char_level else word_features(tokens)
+
+
+class Correlator:
+    """Pearson correlations of ``H`` units with named features, accumulated over chunks
+    of steps (so a whole novel never has to be held in memory)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sx = self.sxx = None
+        self.sf: dict[str, float] = {}
+        self.sff: dict[str, float] = {}
+        self.sxf: dict[str, np.ndarray] = {}
+
+    def add(self, states: np.ndarray, features: dict[str, np.ndarray]) -> None:
+        """``states (S, H)`` and each feature ``(S,)`` for the same ``S`` steps."""
+        x = states.astype(np.float64)
+        if self.sx is None:
+            self.sx, self.sxx = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+        self.n += len(x)
+        self.sx += x.sum(axis=0)
+        self.sxx += (x * x).sum(axis=0)
+        for name, value in features.items():
+            f = np.asarray(value, dtype=np.float64).reshape(-1)
+            self.sf[name] = self.sf.get(name, 0.0) + f.sum()
+            self.sff[name] = self.sff.get(name, 0.0) + (f * f).sum()
+            self.sxf[name] = self.sxf.get(name, 0.0) + f @ x
+
+    def result(self) -> dict[str, np.ndarray]:
+        """``{feature: (H,)}`` correlations (0 for a constant unit or feature)."""
+        out = {}
+        n = max(self.n, 1)
+        var_x = self.sxx / n - (self.sx / n) ** 2
+        for name in self.sf:
+            var_f = self.sff[name] / n - (self.sf[name] / n) ** 2
+            cov = self.sxf[name] / n - (self.sx / n) * (self.sf[name] / n)
+            denom = np.sqrt(np.maximum(var_x, 0) * max(var_f, 0))
+            r = np.zeros_like(cov)
+            ok = denom > 1e-12
+            r[ok] = cov[ok] / denom[ok]
+            out[name] = np.clip(r, -1, 1)
+        return out
