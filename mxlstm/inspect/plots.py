@@ -110,13 +110,15 @@ def plot_gradient_flow(curves: dict[str, np.ndarray], title: str, path: str | Pa
 def plot_unit_text(text: str, values: np.ndarray, title: str, path: str | Path,
                    columns: int = 80) -> bool:
     """``text`` laid out as written (newlines kept), each character on a background
-    coloured by ``values`` (one per character; red high, blue low)."""
+    coloured by ``values`` (one per character; red = the window's highest, blue = its
+    lowest)."""
     plt = import_pyplot()
     if plt is None:
         return False
     from matplotlib import cm
 
-    scale = np.abs(values).max() or 1.0
+    low, high = float(np.min(values)), float(np.max(values))
+    span = (high - low) or 1.0
     rows, col, row = [], 0, 0
     for ch, v in zip(text, values):
         rows.append((row, col, ch, v))
@@ -127,7 +129,7 @@ def plot_unit_text(text: str, values: np.ndarray, title: str, path: str | Path,
     try:
         cmap = cm.get_cmap("RdBu_r")
         for r, c, ch, v in rows:
-            ax.add_patch(plt.Rectangle((c, -r - 1), 1, 1, color=cmap(0.5 + 0.5 * v / scale),
+            ax.add_patch(plt.Rectangle((c, -r - 1), 1, 1, color=cmap((v - low) / span),
                                        lw=0))
             ax.text(c + 0.5, -r - 0.5, _SHOWN.get(ch, ch) if ch == "\n" else ch,
                     ha="center", va="center", fontsize=7, family="monospace")
