@@ -2,8 +2,8 @@
 
 Ratio = mean |d loss / d h_t| over the first 10% of the steps / over the last 10%, at
 initialisation and after 60 Adam steps (lr 1e-2, clip 1). Measured with exactly these
-settings (hidden 32, batch 32) by ``python tests/inspector/test_inspect_gradient_gap.py`` on a
-shared 2-core machine (seeds 0-2, median):
+settings (hidden 32, batch 32) by running this file with python, on a shared 2-core
+machine (seeds 0-2, median):
 
 =================================  ===========  ================
 model                              at init      after 60 steps
