@@ -1,4 +1,4 @@
-"""The ``mxlstm`` command: train, evaluate, config (and export, predict, bench, launch).
+"""The ``mxlstm`` command: train, evaluate, config, export, predict, inspect, bench, launch.
 
 Every user error prints one line ``mxlstm: error: ...`` and exits with status 2;
 ``--debug`` shows the traceback instead.
@@ -151,6 +151,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from mxlstm.inspect.command import run_inspect
+
+    print(json.dumps(run_inspect(args.model, args.out, args.data, args.index, args.unit,
+                                 args.tag, args.steps, args.max_examples, args.max_tokens)))
+    return 0
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     from mxlstm.launch import launch
 
@@ -185,6 +193,7 @@ EXAMPLES = {
                "mxlstm export --model runs/digits --out export/digits-fixed --fixed-length"],
     "predict": ["mxlstm predict --model export/digits --input rows.npy",
                 "cat reviews.txt | mxlstm predict --model export/text --input -"],
+    "inspect": ["mxlstm inspect --model runs/digits --index 0 1 --out inspect/digits"],
     "launch": ["mxlstm launch -n 2 -s 1 -- mxlstm train --task digits --out runs/dist"],
 }
 
@@ -299,6 +308,27 @@ def make_parser() -> argparse.ArgumentParser:
                    default="mxnet", help="run PREFIX-symbol.json in MXNet (default), or "
                    "PREFIX.onnx / PREFIX-int8.onnx in ONNX Runtime (mxlstm export --onnx)")
     p.set_defaults(func=cmd_predict)
+
+    p = add("inspect", help="look inside the memory cell of a trained model: "
+                       "gates, cell state, saturation, gradient flow (trace.npz, "
+                       "summary.json, PNGs with matplotlib)")
+    p.add_argument("--model", required=True, metavar="RUN_DIR",
+                   help="a run directory made by mxlstm train --out")
+    p.add_argument("--data", metavar="PATH", help="examples from this file (the task's "
+                   "training format) instead of the run's test split")
+    p.add_argument("--index", type=int, nargs="+", metavar="I",
+                   help="examples to trace and draw (default 0); language models: windows")
+    p.add_argument("--unit", type=int, nargs="+", metavar="K",
+                   help="units to draw in the heatmaps (default: all, or 16 chosen ones)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--tag", default="best", help="checkpoint (best, latest, ...)")
+    p.add_argument("--steps", type=int, default=0, metavar="T",
+                   help="language models: tokens per window (default 200 chars / 50 words)")
+    p.add_argument("--max-examples", type=int, default=256, metavar="N",
+                   help="examples behind summary.json (default %(default)s)")
+    p.add_argument("--max-tokens", type=int, default=100_000, metavar="N",
+                   help="language models: tokens behind summary.json (default %(default)s)")
+    p.set_defaults(func=cmd_inspect)
 
     p = add("launch", help="run a command as the workers of a local "
                        "parameter-server job (kvstore dist_sync)",

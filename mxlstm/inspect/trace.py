@@ -1,0 +1,176 @@
+"""``trace``: a trained model's recurrent layers run gate by gate with its own weights.
+
+The encoder of every task model (:class:`~mxlstm.recurrent.RecurrentLayer`) keeps one
+parameter layout for its fused kernel and its gate-level cells, so a model trained on the
+fused path can be re-run through the explicit equations (:mod:`mxlstm.inspect.gates`) and
+every gate, candidate and cell state read out. :func:`model_outputs` finishes the forward
+pass from a trace; it equals the model's own (fused) forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mxnet as mx
+import numpy as np
+
+from mxlstm.errors import ConfigError
+from mxlstm.inspect.gates import PARTS, run_direction
+from mxlstm.inspect.parts import (
+    encoder_of,
+    head_outputs,
+    input_stage,
+    is_language_model,
+    layer_cells,
+    materialize,
+)
+
+nd = mx.nd
+
+
+@dataclass
+class Trace:
+    """What :func:`trace` returns.
+
+    ``parts[key][name]``: ``(N, T, H)`` float32 arrays for each (layer, direction) ``key``
+    (``'l0'``, ``'r0'``, ``'l1'``, ...) and each name of
+    :data:`~mxlstm.inspect.gates.PARTS` (LSTM ``i f o g c h``, GRU ``r z n h``, RNN
+    ``a h``), in reading order (the reverse direction's steps are put back in place) and
+    zero past each sequence's length. ``outputs (N, T, D*H)``: the encoder's output;
+    ``final_states``: the encoder's final states, each ``(L*D, N, H)`` (LSTM ``[h, c]``).
+    """
+
+    cell_type: str
+    valid_length: np.ndarray
+    parts: dict[str, dict[str, np.ndarray]]
+    outputs: np.ndarray
+    final_states: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.parts)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Flat ``{'l0/i': (N, T, H), ..., 'valid_length': (N,)}`` (for ``np.savez``)."""
+        flat = {f"{key}/{name}": value for key, parts in self.parts.items()
+                for name, value in parts.items()}
+        flat["valid_length"] = self.valid_length
+        return flat
+
+    def mask(self) -> np.ndarray:
+        """``(N, T)`` booleans, True at valid steps."""
+        steps = self.outputs.shape[1]
+        return np.arange(steps)[None, :] < self.valid_length[:, None]
+
+
+def as_inputs(model, x, valid_length=None, ctx: mx.Context | None = None):
+    """``(x, valid_length)`` as NDArrays on ``ctx``; lengths default to ``T``."""
+    ctx = ctx or mx.cpu()
+    x = x if isinstance(x, nd.NDArray) else nd.array(np.asarray(x), ctx=ctx,
+                                                      dtype=np.asarray(x).dtype)
+    if x.ndim not in (2, 3):
+        raise ConfigError(f"expected inputs (N, T, C) or token ids (N, T), got shape {x.shape}")
+    n, steps = x.shape[0], x.shape[1]
+    if valid_length is None:
+        valid_length = np.full(n, steps)
+    lengths = np.asarray(valid_length.asnumpy() if isinstance(valid_length, nd.NDArray)
+                         else valid_length).reshape(-1)
+    if len(lengths) != n or lengths.min() < 1 or lengths.max() > steps:
+        raise ConfigError(f"valid_length must hold {n} lengths in 1..{steps}, got {lengths}")
+    if is_language_model(model) and lengths.min() < steps:
+        raise ConfigError("a language model reads whole windows: no valid_length below T")
+    x, lengths = x.as_in_context(ctx), nd.array(lengths, ctx=ctx, dtype="float32")
+    materialize(model, x, lengths)
+    return x, lengths
+
+
+def run_encoder(model, enc_in, valid_length, states=None, probes: dict | None = None):
+    """The gate-level forward of ``model``'s encoder on NDArrays (records under autograd).
+
+    ``enc_in (N, T, E)`` is what the encoder reads (:func:`input_stage` of the inputs).
+    Returns ``(parts, out, finals)``: ``parts[key][name]`` as ``(T, N, H)`` NDArrays in
+    reading order, ``out (N, T, D*H)`` and final states ``(L*D, N, H)`` each.
+    """
+    encoder = encoder_of(model)
+    cell_type = encoder.cell_type
+    x = enc_in
+    layer_in = nd.swapaxes(enc_in, 0, 1)  # (T, N, C)
+    n = layer_in.shape[1]
+    full = float(valid_length.min().asscalar()) == layer_in.shape[0]
+    mask = None if full else (nd.arange(layer_in.shape[0], ctx=x.context).reshape((-1, 1))
+                              < valid_length.reshape((1, -1)))
+    cells = layer_cells(encoder, x.context)
+    parts: dict[str, dict] = {}
+    finals: list[list] = []
+    for index, lc in enumerate(cells):
+        if states is not None:
+            begin = [s[index] for s in states]
+        else:
+            begin = [nd.zeros(info["shape"], ctx=x.context)
+                     for info in lc.cell.state_info(n)]
+        seq = _reverse(layer_in, valid_length, full) if lc.reverse else layer_in
+        probe = None if probes is None else probes.get(lc.key)
+        kept, final = run_direction(cell_type, lc.cell, lc.params, seq, mask, begin,
+                                    encoder.zoneout, probe)
+        if lc.reverse:
+            kept = {k: _reverse(v, valid_length, full) for k, v in kept.items()}
+        parts[lc.key] = kept
+        finals.append(final)
+        if index % encoder.num_directions == encoder.num_directions - 1:
+            tops = [parts[c.key]["h"] for c in cells if c.layer == lc.layer]
+            layer_in = tops[0] if len(tops) == 1 else nd.concat(*tops, dim=2)
+    stacked = [nd.stack(*[f[k] for f in finals], axis=0) for k in range(len(finals[0]))]
+    return parts, nd.swapaxes(layer_in, 0, 1), stacked
+
+
+def _reverse(x, valid_length, full: bool):
+    if full:
+        return nd.reverse(x, axis=0)
+    return nd.SequenceReverse(x, valid_length, use_sequence_length=True)
+
+
+def trace(model, x, valid_length=None, states: list | None = None,
+          ctx: mx.Context | None = None) -> Trace:
+    """Run ``model``'s recurrent layers gate by gate with its own weights.
+
+    Parameters
+    ----------
+    model : SequenceModel or LanguageModel
+        Initialised (e.g. from :func:`mxlstm.runs.load_model`), any cell type.
+    x : array
+        Inputs ``(N, T, C)`` or token ids ``(N, T)``.
+    valid_length : array (N,) or None
+        Lengths of right-padded sequences (None: all ``T``).
+    states : list of arrays (L*D, N, H) or None
+        Begin states (language models carrying state across windows); None for zeros.
+
+    Returns
+    -------
+    Trace
+        Per (layer, direction) and part, ``(N, T, H)`` numpy arrays (see :class:`Trace`).
+    """
+    x, lengths = as_inputs(model, x, valid_length, ctx)
+    if states is not None:
+        states = [s if isinstance(s, nd.NDArray) else nd.array(s, ctx=x.context)
+                  for s in states]
+    with mx.autograd.pause(train_mode=False):
+        parts, out, finals = run_encoder(model, input_stage(model, x), lengths, states)
+    numpy_parts = {key: {name: np.ascontiguousarray(np.swapaxes(v.asnumpy(), 0, 1))
+                         for name, v in kept.items() if name in PARTS[encoder_of(model)
+                                                                      .cell_type]}
+                   for key, kept in parts.items()}
+    return Trace(encoder_of(model).cell_type, lengths.asnumpy().astype(np.int64),
+                 numpy_parts, out.asnumpy(), [f.asnumpy() for f in finals])
+
+
+def model_outputs(model, tr: Trace, ctx: mx.Context | None = None) -> np.ndarray:
+    """The model's outputs computed from a trace's encoder outputs (logits ``(N, T, V)``
+    of a language model, ``(N, T, K)`` per step or ``(N, K)`` pooled)."""
+    ctx = ctx or mx.cpu()
+    top = max(int(key[1:]) for key in tr.parts)
+    out = np.concatenate([tr.parts[key]["h"] for key in tr.parts if int(key[1:]) == top],
+                         axis=2)  # (N, T, D*H), forward then reverse
+    with mx.autograd.pause(train_mode=False):
+        out = head_outputs(model, nd.array(out, ctx=ctx),
+                           nd.array(tr.valid_length, ctx=ctx, dtype="float32"))
+    return out.asnumpy()
