@@ -339,9 +339,17 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def baseline(prepared) -> dict:
-    """A simple reference: majority-class accuracy, mean-predictor MSE, unigram perplexity
-    (add-one smoothing) or the memoryless copy-task cross-entropy."""
+    """Simple references: those of :mod:`mxlstm.baselines` when the task gives their data
+    (series: majority, 1-NN Euclidean / DTW; text: majority, bag-of-words logistic
+    regression; series regression: training mean, ridge), else majority-class accuracy,
+    mean-predictor MSE, unigram perplexity (add-one smoothing) or the memoryless copy-task
+    cross-entropy."""
+    from mxlstm.baselines import report_baselines
+
+    extra = report_baselines(prepared.baseline_data)  # 1-NN, bag of words, ridge
     kind = prepared.meta["kind"]
+    if extra:
+        return extra
     if kind in ("sequence_classification", "text_classification"):
         from mxlstm.training.metrics import majority_baseline
         train = prepared.train_labels  # the loader would run augmentation for nothing

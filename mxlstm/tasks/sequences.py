@@ -186,7 +186,10 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         "normalization": stats.to_dict() if stats is not None else None,
         "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
     }
-    model = sequence_model(cfg, len(names), input_size=train.num_channels)
+    model = sequence_model(cfg, len(names), input_size=train.num_channels,
+                           max_length=int(train.max_length))
+    baseline = {"kind": "series", "train_x": train.sequences, "train_y": train.labels,
+                "test_x": test.sequences, "test_y": test.labels}
     return Prepared(model, Classification(len(names), names),
                     train_loader, valid_loader, test_loader, steps, meta,
-                    train_labels=np.asarray(train.labels))
+                    train_labels=np.asarray(train.labels), baseline_data=baseline)

@@ -1,0 +1,103 @@
+"""Candidate defaults trained on several sets at once: ``python scripts/screen_defaults.py``.
+
+Each run is ``mxlstm train`` in its own process (``--set`` overrides on top of the task's
+preset); finished runs (a ``report.json``) are not trained again, so an interrupted grid
+resumes. Results go to ``OUT/results.jsonl`` and a markdown table (per seed, mean, worst).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# set name -> (task, overrides); sets of the issue "defaults that work on unseen data"
+SETS = {
+    "GunPoint": ("uea", {"data.name": "GunPoint"}),
+    "ItalyPowerDemand": ("uea", {"data.name": "ItalyPowerDemand"}),
+    "OSULeaf": ("uea", {"data.name": "OSULeaf"}),
+    "ACSF1": ("uea", {"data.name": "ACSF1"}),
+    "JapaneseVowels": ("uea", {"data.name": "JapaneseVowels"}),
+    "vowels": ("vowels", {}),
+    "digits": ("digits", {}),
+    "text": ("text", {}),
+    "Tecator": ("series-regression", {"data.name": "Tecator"}),
+}
+FCN = {"model.family": "lstm_fcn", "model.conv_filters": "64,128,64",
+       "model.series_norm": "true", "model.max_steps": "512"}
+# candidate name -> overrides on top of the preset (an empty dict: the preset as shipped)
+CANDIDATES = {
+    "preset": {},
+    "znorm": {"model.series_norm": "true"},
+    "fcn": FCN,
+    "fcn_chrono": {**FCN, "model.chrono_init": "-1"},
+    "fcn_warmup": {**FCN, "train.warmup_steps": "30"},
+    "fcn_lr1e-3": {**FCN, "train.lr": "0.001"},
+}
+
+
+def run_one(out: Path, task: str, overrides: dict, seed: int) -> dict:
+    """Train one run into ``out`` (unless finished) and return its report."""
+    report = out / "report.json"
+    if not report.exists():
+        cmd = [sys.executable, "-m", "mxlstm", "train", "--task", task, "--seed", str(seed),
+               "--out", str(out), "--set", "train.progress=false"]
+        for key, value in overrides.items():
+            cmd += ["--set", f"{key}={value}"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(str(out) + ".log", "w") as log:
+            subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    return json.loads(report.read_text()) if report.exists() else {}
+
+
+def score(report: dict) -> float | None:
+    """Test accuracy (classification) or RMSE (regression) of a report."""
+    test = report.get("test", {})
+    return test.get("accuracy", test.get("rmse"))
+
+
+def screen(out: Path, candidates: list[str], sets: list[str], seeds: list[int],
+           extra: dict) -> list[dict]:
+    """Train every (candidate, set, seed); append each result to ``out/results.jsonl``."""
+    rows = []
+    for name in candidates:
+        for set_name in sets:
+            task, base = SETS[set_name]
+            for seed in seeds:
+                tag = "-".join(f"{k.split('.')[1]}={v}" for k, v in extra.items())
+                run = out / f"{name}{'-' + tag if tag else ''}" / f"{set_name}-s{seed}"
+                report = run_one(run, task, {**base, **CANDIDATES[name], **extra}, seed)
+                row = {"candidate": name, "extra": extra, "set": set_name, "seed": seed,
+                       "score": score(report), "seconds": report.get("seconds"),
+                       "best_epoch": report.get("best_epoch"),
+                       "baseline": report.get("baseline")}
+                rows.append(row)
+                with open(out / "results.jsonl", "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one line per (candidate, set) with per-seed scores, mean and worst."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        key = (row["candidate"], json.dumps(row["extra"], sort_keys=True), row["set"])
+        groups.setdefault(key, []).append(row)
+    lines = ["| candidate | extra | set | per seed | mean | worst | seconds (mean) |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for (name, extra, set_name), group in groups.items():
+        scores = [r["score"] for r in sorted(group, key=lambda r: r["seed"])
+                  if r["score"] is not None]
+        if not scores:
+            continue
+        pct = [100 * s for s in scores] if set_name != "Tecator" else scores
+        worst = max(pct) if set_name == "Tecator" else min(pct)
+        secs = [r["seconds"] for r in group if r["seconds"]]
+        lines.append(f"| {name} | {extra} | {set_name} | "
+                     f"{' / '.join(f'{p:.2f}' for p in pct)} | {sum(pct) / len(pct):.2f} | "
+                     f"{worst:.2f} | {sum(secs) / max(len(secs), 1):.0f} |")
+    return "\n".join(lines)
