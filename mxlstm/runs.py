@@ -192,6 +192,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     run is not trained again: its report is returned (``report["already_finished"]``).
     """
     out = Path(out)
+    if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
+        from mxlstm.ensemble import train_ensemble
+        return train_ensemble(cfg, out, resume=resume, debug=debug)
     kvstore, shard = _kvstore(cfg)
     if shard[1] > 1:  # each distributed worker keeps its own run directory
         out = out / f"worker-{shard[0]}"
@@ -405,6 +408,9 @@ def load_model(model_dir: str | Path, cfg: RunConfig | None = None, meta: dict |
     ``(prepared, cfg, meta)`` with the parameters loaded."""
     if cfg is None or meta is None:
         cfg, meta = load_run(model_dir)
+    if cfg.train.ensemble > 1:  # the members' best checkpoints, averaged
+        from mxlstm.ensemble import load_ensemble
+        return load_ensemble(model_dir, cfg, meta, ctx)
     contexts = ctx or [mx.cpu()]
     prepared = tasks.prepare(cfg, artefacts=meta)
     init_model(prepared, contexts)

@@ -76,6 +76,8 @@ def streaming_refusal(model: HybridBlock, kind: str) -> str | None:
     """Why a model cannot be exported for streaming, or None."""
     if kind == "language_model":
         return None
+    if getattr(model, "export_refusal", None):  # SeriesModel, ensembles
+        return model.export_refusal
     if model.bidirectional:
         return ("the model is bidirectional: its reverse direction reads each sequence "
                 "from the end, which a stream does not have yet")

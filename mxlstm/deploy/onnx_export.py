@@ -58,6 +58,8 @@ def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
                  length: tuple[int | None, int, int] | None) -> str | None:
     """Why the trained ``model`` cannot go to ONNX exactly, or None. ``length`` is
     :func:`data_length` (needed for non-streaming sequence models only)."""
+    if getattr(model, "export_refusal", None):  # SeriesModel, ensembles
+        return model.export_refusal
     encoder = model.encoder
     if not isinstance(encoder, RecurrentLayer):
         return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"
