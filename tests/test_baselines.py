@@ -20,6 +20,11 @@ def test_dtw_distance_by_hand():
     # equal lengths, no helpful warp: 0 0 vs 3 4 -> path (0,0),(1,1): 9 + 16 = 25, but the
     # warp (0,0),(1,0),(1,1) costs 9+9+16; the diagonal is best -> 5
     assert B.dtw_distance(col(0, 0), col(3, 4)) == pytest.approx(5.0)
+    # a band of 1 step allows the diagonal only: 0 1 2 vs 1 2 3 -> sqrt(3); unbanded the
+    # path (0,0) (1,0) (2,1) (2,2)? costs 1 + 0 + 0 + 1 = 2
+    assert B.dtw_distance(col(0, 1, 2), col(1, 2, 3), window=1) == pytest.approx(np.sqrt(3))
+    assert B.dtw_distance(col(0, 1, 2), col(1, 2, 3)) == pytest.approx(np.sqrt(2))
+    assert B.dtw_window([150, 427]) == 43 and B.dtw_window([5]) == 1
     # two channels: per-step squared Euclidean distance 1 + 1 at one step
     assert B.dtw_distance(np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]])) == \
         pytest.approx(np.sqrt(2))
@@ -30,8 +35,9 @@ def test_dtw_matrix_library_matches_exact():
     rng = np.random.RandomState(0)
     train = [rng.normal(size=(n, 1)) for n in (5, 7, 6)]
     test = [rng.normal(size=(n, 1)) for n in (6, 4)]
-    np.testing.assert_allclose(B.dtw_matrix(test, train), B.dtw_matrix(test, train, exact=True),
-                               rtol=1e-9)
+    for window in (None, 2):
+        np.testing.assert_allclose(B.dtw_matrix(test, train, window),
+                                   B.dtw_matrix(test, train, window, exact=True), rtol=1e-9)
     multi = [rng.normal(size=(5, 2)) for _ in range(3)]
     np.testing.assert_allclose(B.dtw_matrix(multi[:1], multi[1:]),
                                B.dtw_matrix(multi[:1], multi[1:], exact=True), rtol=1e-9)
@@ -101,10 +107,10 @@ def test_series_regression_mean_and_ridge():
 
 
 def test_bag_of_words_logistic_learns_a_word():
-    # class 1 iff token 3 occurs
-    train = [np.array(d) for d in ([1, 2], [3, 1], [2, 2, 3], [1], [3], [2, 1, 1])]
+    # class 1 iff token 3 occurs; tokens 1 and 2 are as frequent in both classes
+    train = [np.array(d) for d in ([1, 2], [3, 1], [3, 2], [1], [3], [2])]
     y = [0, 1, 1, 0, 1, 0]
-    out = B.text_classification(train, y, [np.array([3, 2]), np.array([2])], [1, 0],
+    out = B.text_classification(train, y, [np.array([3, 1]), np.array([1, 2])], [1, 0],
                                 vocab_size=4, num_classes=2)
     assert out["bow_logistic_accuracy"] == 1.0
     assert out["majority_accuracy"] == 0.5  # a 3 / 3 tie goes to class 0

@@ -153,6 +153,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         stats = NormalizationStats.from_dict(artefacts["normalization"])
     elif cfg.data.normalize and not artefacts:
         stats = NormalizationStats.fit(train)
+    test_raw = test
     if stats is not None:
         train, valid, test = (stats.transform(s) for s in (train, valid, test))
     train_loader, valid_loader, test_loader, steps = loaders(
@@ -169,7 +170,9 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     }
     model = sequence_model(cfg, 1, input_size=train.num_channels, max_length=max_length,
                            target=(target["mean"], target["std"]))
-    baseline = {"kind": "regression", "train_x": train.sequences, "train_y": train.labels,
-                "test_x": test.sequences, "test_y": test.labels}
+    # the baselines fit the whole training split (train + valid)
+    baseline = {"kind": "regression", "train_x": train_all.sequences,
+                "train_y": train_all.labels, "test_x": test_raw.sequences,
+                "test_y": test_raw.labels}
     return Prepared(model, ScaledRegression(target["std"] ** 2), train_loader, valid_loader,
                     test_loader, steps, meta, baseline_data=baseline)

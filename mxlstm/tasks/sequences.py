@@ -176,6 +176,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         stats = NormalizationStats.from_dict(artefacts["normalization"])
     elif cfg.data.normalize and not artefacts:
         stats = NormalizationStats.fit(train)
+    test_raw = test
     if stats is not None:
         train, valid, test = (stats.transform(s) for s in (train, valid, test))
     train_loader, valid_loader, test_loader, steps = loaders(cfg, train, valid, test, shard=shard)
@@ -188,8 +189,9 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     }
     model = sequence_model(cfg, len(names), input_size=train.num_channels,
                            max_length=int(train.max_length))
-    baseline = {"kind": "series", "train_x": train.sequences, "train_y": train.labels,
-                "test_x": test.sequences, "test_y": test.labels}
+    # the baselines fit the whole training split (train + valid), as the archive's do
+    baseline = {"kind": "series", "train_x": train_all.sequences, "train_y": train_all.labels,
+                "test_x": test_raw.sequences, "test_y": test_raw.labels}
     return Prepared(model, Classification(len(names), names),
                     train_loader, valid_loader, test_loader, steps, meta,
                     train_labels=np.asarray(train.labels), baseline_data=baseline)

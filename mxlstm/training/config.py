@@ -131,8 +131,9 @@ class ModelConfig:
     max_steps: int = opt(0, "series models: average windows of steps so that the longest "
                          "training series has at most this many (0 = off)",
                          low=0, high=10_000_000)
-    series_norm: bool = opt(False, "z-normalise each series per channel over its own steps "
-                            "inside the model (series tasks)")
+    series_norm: str = opt("false", "z-normalise each series per channel over its own steps "
+                           "inside the model (series tasks): true, false, or auto (only "
+                           "univariate series)", ("auto", "true", "false"))
     pooling: str = opt("last", "sequence summary for classifiers", ("last", "mean", "max"))
     head_units: str = opt("", "hidden dense layers of the head, e.g. '256' or '256,128'",
                           check=_units)
