@@ -46,6 +46,9 @@ class EnsembleModel(HybridBlock):
         Average probabilities (output log-probabilities ``(N, K)``) instead of outputs.
     affines : list of (scale, shift) or None
         Per member, ``x_k = x * scale + shift`` (``(C,)`` each) applied to the input first.
+    id_maps : list of (V,) arrays or None
+        Token models: per member, ``x_k = id_map[x]`` maps member 0's token ids to the
+        member's own vocabulary (a token member 0 does not know is ``<unk>`` for all).
 
     Inputs (positional): ``x (N, T, C)``, ``valid_length (N,)``.
     """
@@ -53,7 +56,8 @@ class EnsembleModel(HybridBlock):
     export_refusal = "the model is a seed ensemble; export it with valid_length (the default)"
 
     def __init__(self, members: list, classify: bool,
-                 affines: list[tuple[np.ndarray, np.ndarray] | None] | None = None) -> None:
+                 affines: list[tuple[np.ndarray, np.ndarray] | None] | None = None,
+                 id_maps: list[np.ndarray | None] | None = None) -> None:
         super().__init__()
         self.classify = classify
         self.per_step = False
@@ -71,6 +75,14 @@ class EnsembleModel(HybridBlock):
                 for name, value in ((f"scale{k}", pair[0]), (f"shift{k}", pair[1])):
                     setattr(self, name, self.params.get_constant(name, mx.nd.array(value)))
                 self._affine.append((f"scale{k}", f"shift{k}"))
+            self._id_map: list[str | None] = []
+            for k, ids in enumerate(id_maps or [None] * len(members)):
+                if ids is None:
+                    self._id_map.append(None)
+                    continue
+                setattr(self, f"ids{k}", self.params.get_constant(
+                    f"ids{k}", mx.nd.array(np.asarray(ids, np.float32))))
+                self._id_map.append(f"ids{k}")
 
     def hybrid_forward(self, F, x, valid_length, **constants):
         outs = []
@@ -79,6 +91,8 @@ class EnsembleModel(HybridBlock):
             if self._affine[k] is not None:
                 scale, shift = (constants[name] for name in self._affine[k])
                 xk = F.broadcast_add(F.broadcast_mul(x, scale), shift)
+            if self._id_map[k] is not None:
+                xk = F.cast(F.take(constants[self._id_map[k]], x), dtype="int32")
             out = member(xk, valid_length)
             outs.append(F.softmax(out, axis=-1) if self.classify else out)
         total = outs[0]
@@ -117,6 +131,9 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
     meta = json.loads((member_dir(out, member_seeds(cfg)[0]) / "meta.json").read_text())
     meta["ensemble"] = {"members": [f"members/seed-{s}" for s in member_seeds(cfg)]}
     write_atomic(out / "meta.json", json.dumps(meta, indent=2))
+    vocab = member_dir(out, member_seeds(cfg)[0]) / "vocab.json"
+    if vocab.exists():  # token models read their inputs with member 0's vocabulary
+        write_atomic(out / "vocab.json", vocab.read_text(encoding="utf-8"))
     write_atomic(out / "config.json", cfg.to_json())
     test = runs.evaluate(out)["test"]
     report = {
@@ -144,6 +161,17 @@ def _affine(base: dict | None, own: dict | None, channels: int):
     return (raw_scale * inv).astype(np.float32), ((raw_shift - sub) * inv).astype(np.float32)
 
 
+def _id_map(meta: dict, own: dict) -> np.ndarray | None:
+    """Member 0's token ids -> the member's (None: not a token model, or the same)."""
+    base, mine = (m.get("files", {}).get("vocab.json") for m in (meta, own))
+    if base is None or base == mine:
+        return None
+    from gluonnlp import Vocab
+
+    first, vocab = Vocab.from_json(base), Vocab.from_json(mine)
+    return np.array([vocab[token] for token in first.idx_to_token], np.int64)
+
+
 def load_ensemble(model_dir: str | Path, cfg: RunConfig, meta: dict, ctx=None):
     """``(prepared, cfg, meta)`` of an ensemble directory: member 0's data with an
     :class:`EnsembleModel` of all members (best checkpoints)."""
@@ -155,7 +183,7 @@ def load_ensemble(model_dir: str | Path, cfg: RunConfig, meta: dict, ctx=None):
         raise ModelFileError(f"{model_dir / 'meta.json'}: an ensemble run without "
                              f"'ensemble.members'")
     contexts = ctx or [mx.cpu()]
-    members, affines = [], []
+    members, affines, id_maps = [], [], []
     channels = meta["input"].get("channels") or 1
     for name in names:
         path = model_dir / name
@@ -165,8 +193,10 @@ def load_ensemble(model_dir: str | Path, cfg: RunConfig, meta: dict, ctx=None):
         members.append(member_prepared.model)
         affines.append(_affine(meta.get("normalization"), member_meta.get("normalization"),
                                channels))
+        id_maps.append(_id_map(meta, member_meta))
     prepared = tasks.prepare(cfg, artefacts=meta)
-    prepared.model = EnsembleModel(members, meta["kind"] in CLASSIFIERS, affines)
+    prepared.model = EnsembleModel(members, meta["kind"] in CLASSIFIERS, affines,
+                                   id_maps if any(m is not None for m in id_maps) else None)
     prepared.model.params.initialize(ctx=contexts)  # its own: the affine constants
     prepared.model.hybridize(static_alloc=True)
     return prepared, cfg, meta

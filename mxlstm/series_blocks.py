@@ -29,12 +29,16 @@ class SeriesZNorm(HybridBlock):
     Inputs: ``x (N, T, C)``, ``valid_length (N,)`` float. Output ``(N, T, C)``: valid steps
     ``(x - mean) / max(std, eps)``, padded steps 0. Invariant to a per-channel affine map
     of the input with positive scale, so it commutes with the training-split
-    normalisation applied before it.
+    normalisation applied before it. With ``keep_level`` the output is ``(N, T, 3C)``:
+    the z-normalised series, then each series' own mean and ``log(std + eps)`` repeated at
+    every valid step, so that a level that tells classes apart (the power drawn by an
+    appliance) is not lost.
     """
 
-    def __init__(self, eps: float = 1e-5) -> None:
+    def __init__(self, eps: float = 1e-5, keep_level: bool = False) -> None:
         super().__init__()
         self.eps = eps
+        self.keep_level = keep_level
 
     def hybrid_forward(self, F, x, valid_length):
         mask = step_mask(F, x, valid_length)
@@ -42,7 +46,13 @@ class SeriesZNorm(HybridBlock):
         mean = F.broadcast_div(F.sum(F.broadcast_mul(x, mask), axis=1, keepdims=True), count)
         centred = F.broadcast_mul(F.broadcast_sub(x, mean), mask)
         var = F.broadcast_div(F.sum(centred * centred, axis=1, keepdims=True), count)
-        return F.broadcast_div(centred, F.maximum(F.sqrt(var), self.eps))
+        std = F.sqrt(var)
+        z = F.broadcast_div(centred, F.maximum(std, self.eps))
+        if not self.keep_level:
+            return z
+        level = F.broadcast_mul(F.broadcast_like(mean, x), mask)
+        spread = F.broadcast_mul(F.broadcast_like(F.log(std + self.eps), x), mask)
+        return F.concat(z, level, spread, dim=2)
 
 
 class ConvBranch(HybridBlock):

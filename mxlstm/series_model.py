@@ -58,6 +58,8 @@ class SeriesModel(HybridBlock):
         ``K``: classes or regression targets.
     series_norm : bool
         Z-normalise each series over its valid steps first (:class:`SeriesZNorm`).
+    keep_level : bool
+        With ``series_norm``: also feed each series' mean and log-std as channels.
     conv_filters : tuple of int
         Filters of the convolutional branch's layers; ``()`` = no branch.
     target : (mean, std) or None
@@ -78,6 +80,7 @@ class SeriesModel(HybridBlock):
     def __init__(self, num_outputs: int, hidden_size: int = 64, cell_type: str = "lstm",
                  series_norm: bool = False, conv_filters: tuple[int, ...] = (),
                  stride: int = 1, target: tuple[float, float] | None = None,
+                 keep_level: bool = False,
                  input_dropout: float = 0.0, pooling: str = "last",
                  head_units: tuple[int, ...] = (), head_dropout: float = 0.0,
                  **encoder: Any) -> None:
@@ -89,7 +92,7 @@ class SeriesModel(HybridBlock):
         self.per_step = False
         self.embedding = None
         with self.name_scope():
-            self.znorm = SeriesZNorm() if series_norm else None
+            self.znorm = SeriesZNorm(keep_level=keep_level) if series_norm else None
             self.input_dropout = LockedDropout(input_dropout) if input_dropout else None
             self.encoder = RecurrentLayer(cell_type, hidden_size, **encoder)
             self.conv = ConvBranch(tuple(conv_filters)) if conv_filters else None

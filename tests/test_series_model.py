@@ -22,6 +22,7 @@ def _model(**kw):
     {"series_norm": True, "conv_filters": (4, 8, 4)},
     {"series_norm": True, "conv_filters": (4, 8, 4), "stride": 3},
     {"conv_filters": (5,), "stride": 2, "target": (10.0, 2.0)},
+    {"series_norm": True, "keep_level": True, "conv_filters": (4,), "stride": 2},
 ])
 def test_padding_never_changes_the_answer(options):
     model = _model(**options)

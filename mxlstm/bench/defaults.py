@@ -38,6 +38,8 @@ CANDIDATES = {
     # shorter series (windows averaged to <= 128 steps) and batches of 16: about 3x the
     # optimizer steps of "fcn" for the same compute on OSULeaf / ACSF1
     "fcn_b16": {**FCN, "model.max_steps": "128", "train.batch_size": "16"},
+    "fcn_b16_level": {**FCN, "model.max_steps": "128", "train.batch_size": "16",
+                      "model.series_norm": "level"},
     "fcn_b16_chrono": {**FCN, "model.max_steps": "128", "train.batch_size": "16",
                        "model.chrono_init": "-1"},
 }
@@ -86,6 +88,29 @@ def screen(out: Path, candidates: list[str], sets: list[str], seeds: list[int],
     return rows
 
 
+def ensemble_of(out: Path, run_dirs: list[Path]) -> dict:
+    """The ``train.ensemble=K`` run made of finished single-seed runs (seeds S, S+1, ...):
+    each is copied to ``out/members/seed-S`` and the ensemble is evaluated exactly as
+    ``mxlstm train --set train.ensemble=K --seed S`` would after training them."""
+    import shutil
+
+    from mxlstm import runs
+    from mxlstm.training.config import apply_overrides
+
+    seeds = []
+    for run in run_dirs:
+        cfg = runs.recorded_config(run)
+        seeds.append(cfg.train.seed)
+        target = out / "members" / f"seed-{cfg.train.seed}"
+        if not target.exists():
+            shutil.copytree(run, target, ignore=shutil.ignore_patterns("*.lock", ".lock*"))
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise ValueError(f"member seeds must be consecutive, got {seeds}")
+    first = runs.recorded_config(run_dirs[0])
+    cfg = apply_overrides(first, {"train.ensemble": len(seeds)}, "ensemble_of")
+    return runs.train(cfg, out, resume=True)
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: one line per (candidate, set) with per-seed scores, mean and worst."""
     groups: dict[tuple, list[dict]] = {}
@@ -106,3 +131,20 @@ def table(rows: list[dict]) -> str:
                      f"{' / '.join(f'{p:.2f}' for p in pct)} | {sum(pct) / len(pct):.2f} | "
                      f"{worst:.2f} | {sum(secs) / max(len(secs), 1):.0f} |")
     return "\n".join(lines)
+
+
+def summary(screen: Path, candidate: str, set_name: str, seeds=(0, 1, 2),
+            ensembles: Path | None = None) -> dict:
+    """Per-seed scores, mean, worst, the seed ensemble's score and the baselines of one
+    (candidate, set) of a finished screen (the ensemble is assembled when missing)."""
+    runs_ = [screen / candidate / f"{set_name}-s{s}" for s in seeds]
+    reports = [json.loads((r / "report.json").read_text()) for r in runs_]
+    scores = [score(r) for r in reports]
+    out = {"set": set_name, "candidate": candidate, "scores": scores,
+           "mean": sum(scores) / len(scores),
+           "worst": (max if set_name == "Tecator" else min)(scores),
+           "seconds": [r.get("seconds") for r in reports],
+           "baseline": reports[0].get("baseline")}
+    if ensembles is not None:
+        out["ensemble"] = score(ensemble_of(ensembles / candidate / set_name, runs_))
+    return out

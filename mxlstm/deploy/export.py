@@ -68,13 +68,13 @@ def fixed_length_refusal(prepared, kind: str, streaming: bool) -> tuple[int | No
     if kind == "language_model" or streaming:
         return None, ("language models and --streaming exports take no lengths already; "
                       "--fixed-length is for whole-sequence models")
-    refusal = getattr(prepared.model, "export_refusal", None)  # SeriesModel, ensembles
-    if refusal:
-        return None, refusal
     length, low, high = data_length(prepared)
     if length is None:
         return None, (f"the run's sequences have different lengths ({low} to {high} steps), "
                       f"so the graph needs valid_length")
+    refusal = getattr(prepared.model, "export_refusal", None)  # SeriesModel, ensembles
+    if refusal:
+        return None, refusal
     return length, None
 
 

@@ -58,8 +58,9 @@ def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
                  length: tuple[int | None, int, int] | None) -> str | None:
     """Why the trained ``model`` cannot go to ONNX exactly, or None. ``length`` is
     :func:`data_length` (needed for non-streaming sequence models only)."""
-    if getattr(model, "export_refusal", None):  # SeriesModel, ensembles
-        return model.export_refusal
+    refusal = getattr(model, "export_refusal", None)  # SeriesModel, ensembles
+    if refusal and not hasattr(model, "encoder"):
+        return refusal
     encoder = model.encoder
     if not isinstance(encoder, RecurrentLayer):
         return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"
@@ -73,7 +74,7 @@ def onnx_refusal(model: HybridBlock, kind: str, streaming: bool,
                 f"(SequenceReverse with lengths, length masks, gathering the last valid "
                 f"step). A unidirectional model with pooling 'last' exports with --streaming, "
                 f"whose graph converts")
-    return None
+    return refusal
 
 
 # ----------------------------------------------------------------------------- export

@@ -168,7 +168,8 @@ def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = No
     get a :class:`~mxlstm.series_model.SeriesModel`."""
     check_model_size(cfg, model_tensors(cfg, input_size, vocab_size, num_outputs))
     m = cfg.model
-    series_norm = m.series_norm == "true" or (m.series_norm == "auto" and input_size == 1)
+    series_norm = m.series_norm in ("true", "level") or (m.series_norm == "auto"
+                                                         and input_size == 1)
     if vocab_size is None and not per_step and (m.family == "lstm_fcn" or series_norm
                                                 or m.max_steps or target):
         from mxlstm.series_model import SeriesModel, stride_for
@@ -181,7 +182,8 @@ def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = No
             series_norm=series_norm, conv_filters=filters,
             stride=stride, input_dropout=m.input_dropout,
             pooling=m.pooling, head_units=head_units(m.head_units),
-            head_dropout=m.head_dropout, target=target, **encoder_options(cfg, steps))
+            head_dropout=m.head_dropout, target=target,
+            keep_level=m.series_norm == "level", **encoder_options(cfg, steps))
     return SequenceModel(
         num_outputs, hidden_size=m.hidden_size, cell_type=m.cell, vocab_size=vocab_size,
         embed_size=m.embed_size, embedding_dropout=m.embedding_dropout,

@@ -132,8 +132,10 @@ class ModelConfig:
                          "training series has at most this many (0 = off)",
                          low=0, high=10_000_000)
     series_norm: str = opt("false", "z-normalise each series per channel over its own steps "
-                           "inside the model (series tasks): true, false, or auto (only "
-                           "univariate series)", ("auto", "true", "false"))
+                           "inside the model (series tasks): true, false, auto (only "
+                           "univariate series), level (z-normalised series plus each "
+                           "series' mean and log-std as channels)",
+                           ("auto", "true", "false", "level"))
     pooling: str = opt("last", "sequence summary for classifiers", ("last", "mean", "max"))
     head_units: str = opt("", "hidden dense layers of the head, e.g. '256' or '256,128'",
                           check=_units)
