@@ -3,8 +3,9 @@
 Numpy only (1-NN DTW uses the optional ``dtaidistance`` extra when it is installed):
 
 * series classification: majority class, 1-NN Euclidean and 1-NN DTW (a warping band of
-  10% of the length, which also keeps long series affordable) on series z-normalised per
-  channel, the UCR/UEA archive's standard baselines;
+  10% of the length, which also keeps long series affordable) on univariate series
+  z-normalised per series (multivariate: channels standardised on the training split),
+  the UCR/UEA archive's standard baselines;
 * text classification: majority class and a bag-of-words logistic regression;
 * regression: the training mean and a ridge regression on the flattened series (its
   penalty chosen by leave-one-out error on the training split).
@@ -109,9 +110,17 @@ def nearest_accuracy(distances: np.ndarray, train_y: np.ndarray, test_y: np.ndar
 
 def series_classification(train_x: Sequence[np.ndarray], train_y, test_x: Sequence[np.ndarray],
                           test_y, dtw: bool = True) -> dict:
-    """Majority, 1-NN Euclidean (equal lengths only) and 1-NN DTW test accuracies."""
-    train_z = [znormalize(s) for s in train_x]
-    test_z = [znormalize(s) for s in test_x]
+    """Majority, 1-NN Euclidean (equal lengths only) and 1-NN DTW test accuracies, on
+    univariate series z-normalised per series (the archive's convention) or multivariate
+    series with channels standardised on the training split."""
+    if np.asarray(train_x[0]).reshape(len(train_x[0]), -1).shape[1] == 1:
+        train_z = [znormalize(s) for s in train_x]
+        test_z = [znormalize(s) for s in test_x]
+    else:  # multivariate: channel levels carry information; standardise channels globally
+        steps = np.concatenate([np.asarray(s, np.float64) for s in train_x])
+        mean, std = steps.mean(0), np.where(steps.std(0) > 1e-12, steps.std(0), 1.0)
+        train_z = [(np.asarray(s, np.float64) - mean) / std for s in train_x]
+        test_z = [(np.asarray(s, np.float64) - mean) / std for s in test_x]
     out: dict = {"majority_accuracy": majority_accuracy(train_y, test_y)}
     if len({len(s) for s in train_z + test_z}) == 1:
         flat = euclidean_matrix(np.stack([s.ravel() for s in test_z]),
