@@ -114,3 +114,13 @@ def test_bag_of_words_logistic_learns_a_word():
                                 vocab_size=4, num_classes=2)
     assert out["bow_logistic_accuracy"] == 1.0
     assert out["majority_accuracy"] == 0.5  # a 3 / 3 tie goes to class 0
+
+
+def test_multivariate_series_keep_their_levels():
+    # class = the level of channel 1 (its shape is the same for both classes); per-series
+    # z-normalisation would make the two classes identical
+    def series(level):
+        return np.stack([[0.0, 1.0, 0.0], [level, level + 1, level]], axis=1)
+    out = B.series_classification([series(0.0), series(10.0)], [0, 1],
+                                  [series(9.0), series(1.0)], [1, 0], dtw=False)
+    assert out["1nn_euclidean_accuracy"] == 1.0
