@@ -53,7 +53,7 @@ def _units(value: str) -> str | None:
 
 def _chrono(value: int) -> str | None:
     if value in (1, 2):  # ChronoBias draws from uniform(1, T - 1)
-        return "must be 0 (off) or at least 3"
+        return "must be 0 (off), -1 (the longest training series) or at least 3"
     return None
 
 
@@ -61,8 +61,9 @@ def _chrono(value: int) -> str | None:
 class DataConfig:
     path: str = opt("", "training data file(s), comma-separated; empty = the task's embedded set")
     test_path: str = opt("", "test data file; empty = the task's own test split")
-    name: str = opt("JapaneseVowels", "embedded UEA set for task 'uea' "
-                    "(JapaneseVowels, GunPoint, ItalyPowerDemand)")
+    name: str = opt("JapaneseVowels", "embedded UEA set for task 'uea' (JapaneseVowels, "
+                    "GunPoint, ItalyPowerDemand, OSULeaf, ACSF1) or 'series-regression' "
+                    "(Tecator)")
     text_field: str = opt("text", "text column / JSON key (task 'text')")
     label_field: str = opt("label", "label column / JSON key (task 'text')")
     header: str = opt("auto", "TSV/CSV header row: auto (the first row names the fields; "
@@ -120,8 +121,21 @@ class ModelConfig:
                                 high=MAX_UNITS)
     forget_bias: float = opt(1.0, "initial LSTM forget-gate bias")
     chrono_init: int = opt(0, "chrono initialisation of LSTM gate biases for dependencies up "
-                           "to this many steps, instead of forget_bias (0 = off)",
-                           low=0, high=10_000_000, check=_chrono)
+                           "to this many steps, instead of forget_bias (0 = off, -1 = the "
+                           "longest training series of a series task)",
+                           low=-1, high=10_000_000, check=_chrono)
+    family: str = opt("lstm", "series model: lstm (recurrent encoder) or lstm_fcn (plus a "
+                      "convolutional branch, Karim et al. 2017)", ("lstm", "lstm_fcn"))
+    conv_filters: str = opt("128,256,128", "lstm_fcn: filters of the convolutional layers "
+                            "(kernels 8, 5, 3)", check=_units)
+    max_steps: int = opt(0, "series models: average windows of steps so that the longest "
+                         "training series has at most this many (0 = off)",
+                         low=0, high=10_000_000)
+    series_norm: str = opt("false", "z-normalise each series per channel over its own steps "
+                           "inside the model (series tasks): true, false, auto (only "
+                           "univariate series), level (z-normalised series plus each "
+                           "series' mean and log-std as channels)",
+                           ("auto", "true", "false", "level"))
     pooling: str = opt("last", "sequence summary for classifiers", ("last", "mean", "max"))
     head_units: str = opt("", "hidden dense layers of the head, e.g. '256' or '256,128'",
                           check=_units)
@@ -156,6 +170,8 @@ class TrainConfig:
     max_batches: int = opt(0, "stop each epoch after this many batches (0 = all)", low=0)
     eval_batch_size: int = opt(256, "batch size for evaluation", low=1, high=MAX_BATCH)
     progress: bool = opt(True, "tqdm progress bars")
+    ensemble: int = opt(1, "train this many seeds (seed, seed+1, ...) and average their "
+                        "probabilities / predictions", low=1, high=32)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

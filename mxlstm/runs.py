@@ -147,6 +147,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     """
     options = RunOptions(resume, debug, extend_epochs, explicit, progress, quiet)
     out = Path(out)
+    if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
+        from mxlstm.ensemble import train_ensemble
+        return train_ensemble(cfg, out, resume=resume, debug=debug)
     kvstore, shard = _kvstore(cfg)
     if shard[1] > 1:  # each distributed worker keeps its own run directory
         out = out / f"worker-{shard[0]}"
@@ -259,10 +262,15 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def baseline(prepared) -> dict:
-    """The task's simple reference (:attr:`TaskSpec.baseline
-    <mxlstm.tasks.spec.TaskSpec>`): majority-class accuracy, mean-predictor MSE, unigram
-    perplexity (add-one smoothing) or the memoryless copy-task cross-entropy."""
-    return prepared.spec.compute_baseline(prepared)
+    """The task's simple references: those of :mod:`mxlstm.baselines` when the task gives
+    their data (series: majority, 1-NN Euclidean / DTW; text: majority, bag-of-words
+    logistic regression; series regression: training mean, ridge), else
+    :attr:`TaskSpec.baseline <mxlstm.tasks.spec.TaskSpec>` (majority-class accuracy,
+    mean-predictor MSE, unigram perplexity or the memoryless copy-task cross-entropy)."""
+    from mxlstm.baselines import report_baselines
+
+    extra = report_baselines(prepared.baseline_data)  # 1-NN, bag of words, ridge
+    return extra or prepared.spec.compute_baseline(prepared)
 
 
 def load_run(model_dir: str | Path) -> tuple[RunConfig, dict]:
@@ -298,6 +306,9 @@ def load_model(model_dir: str | Path, cfg: RunConfig | None = None, meta: dict |
     ``(prepared, cfg, meta)`` with the parameters loaded."""
     if cfg is None or meta is None:
         cfg, meta = load_run(model_dir)
+    if cfg.train.ensemble > 1:  # the members' best checkpoints, averaged
+        from mxlstm.ensemble import load_ensemble
+        return load_ensemble(model_dir, cfg, meta, ctx)
     contexts = ctx or [mx.cpu()]
     prepared = tasks.prepare(cfg, artefacts=meta)
     init_model(prepared, contexts)

@@ -30,10 +30,12 @@ from mxlstm.preprocess import floor_std, normalize
 __all__ = [
     "SequenceDataset", "subset", "load_digits", "stratified_split", "load_idx", "load_npz",
     "load_ts", "load_csv_series", "NormalizationStats", "load_uea", "embedded_path",
-    "UEA_DATASETS", "sort_label_names",
+    "UEA_DATASETS", "UEA_REGRESSION", "uea_path", "sort_label_names",
 ]
 
-UEA_DATASETS = ("JapaneseVowels", "GunPoint", "ItalyPowerDemand")
+UEA_DATASETS = ("JapaneseVowels", "GunPoint", "ItalyPowerDemand", "OSULeaf", "ACSF1")
+# regression sets (``@targetLabel true``) of the Monash/UEA extrinsic regression archive
+UEA_REGRESSION = ("Tecator",)
 
 
 class SequenceDataset(Dataset):
@@ -310,18 +312,29 @@ def load_uea(name: str, split: str, missing: str = "interpolate") -> SequenceDat
 
     Parameters
     ----------
-    name : {'JapaneseVowels', 'GunPoint', 'ItalyPowerDemand'}
+    name : {'JapaneseVowels', 'GunPoint', 'ItalyPowerDemand', 'OSULeaf', 'ACSF1'}
         Case-insensitive.
     split : {'train', 'test'}
         The archive's own split.
     """
-    match = [n for n in UEA_DATASETS if n.lower() == str(name).lower()]
+    return load_ts(uea_path(name, split), missing=missing)
+
+
+def uea_path(name: str, split: str, names: Sequence[str] = UEA_DATASETS) -> str:
+    """The embedded file of UEA set ``name`` (one of ``names``, case-insensitive) and
+    ``split`` ('train' or 'test'): ``uea/NAME_SPLIT.ts`` or, for the larger sets,
+    ``uea/NAME_SPLIT.ts.gz``."""
+    match = [n for n in names if n.lower() == str(name).lower()]
     if not match:
         raise DataError(f"unknown embedded UEA dataset '{name}' (have: "
-                        f"{', '.join(UEA_DATASETS)})", field="name")
+                        f"{', '.join(names)})", field="name")
     if str(split).lower() not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got '{split}'", field="split")
-    return load_ts(embedded_path(f"uea/{match[0]}_{split.upper()}.ts"), missing=missing)
+    relative = f"uea/{match[0]}_{split.upper()}.ts"
+    try:
+        return embedded_path(relative)
+    except DataError:
+        return embedded_path(relative + ".gz")
 
 
 # --------------------------------------------------------------------------- normalization

@@ -35,6 +35,9 @@ def onnx_refusal(model) -> str | None:
     """Why the trained ``model`` has no exact ONNX graph, or None (needs no onnx)."""
     from mxlstm.blocks.recurrent import RecurrentLayer
 
+    refusal = getattr(model, "export_refusal", None)  # SeriesModel, ensembles
+    if refusal:
+        return refusal
     encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, RecurrentLayer):
         return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mxlstm.errors import ConfigError
+from mxlstm.kinds import KINDS
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Examples:
 
     @property
     def is_lm(self) -> bool:
-        return self.kind == "language_model"
+        return KINDS[self.kind].answer == "tokens"  # a language model
 
     @property
     def char_level(self) -> bool:
@@ -97,7 +98,7 @@ def load_examples(model_dir: str | Path, data: str | None = None, tag: str = "be
     vocab = meta.get("files", {}).get("vocab.json")
     itos = json.loads(vocab)["idx_to_token"] if vocab else None
     kind = meta["kind"]
-    if kind == "language_model":
+    if KINDS[kind].answer == "tokens":  # a language model
         ids = np.asarray(prepared.test_loader.ids)
         steps = steps or (200 if meta["input"].get("tokenizer") == "char" else 50)
         count = (len(ids) - 1) // steps
@@ -112,6 +113,6 @@ def load_examples(model_dir: str | Path, data: str | None = None, tag: str = "be
         data_, target, lengths = (b.asnumpy() for b in batch)
         for k, n in enumerate(lengths.astype(int)):
             x.append(data_[k, :n])
-            y.append(target[k, :n] if kind == "tagging" else target[k])
+            y.append(target[k, :n] if KINDS[kind].answer == "step_labels" else target[k])
     return Examples(prepared.model, cfg, meta, kind, x, y, itos if x and x[0].ndim == 1
                     else None)

@@ -15,13 +15,14 @@ from typing import Any
 
 from mxlstm.config import RunConfig, apply_overrides, describe, read_toml
 from mxlstm.errors import ConfigError
-from mxlstm.tasks import language_model, sequences, synthetic, text
+from mxlstm.tasks import language_model, regression, sequences, synthetic, text
 from mxlstm.tasks.base import Prepared, check_model_size, model_tensors
 
 TASKS: dict[str, tuple[ModuleType, str]] = {
     "digits": (sequences, "digits"),
     "vowels": (sequences, "vowels"),
     "uea": (sequences, "uea"),
+    "series-regression": (regression, "series-regression"),
     "text": (text, "text"),
     "lm": (language_model, "lm"),
     "adding": (synthetic, "adding"),

@@ -29,6 +29,8 @@ EMBEDDING_KEYS = frozenset({"model.embed_size", "model.embedding_dropout"})
 LM_KEYS = frozenset({"data.bptt", "model.output_dropout", "model.tie_weights"})
 CLASSIFIER_KEYS = frozenset({"model.pooling", "model.head_units", "model.head_dropout"})
 LOADER_KEYS = frozenset({"data.augment", "data.num_buckets", "data.num_workers"})
+SERIES_MODEL_KEYS = frozenset({"model.family", "model.conv_filters", "model.series_norm",
+                               "model.max_steps"})
 
 # MXNet's pip builds (no USE_INT64_TENSOR_SIZE) allocate at most 2^31 - 1 elements per tensor.
 MAX_TENSOR_ELEMENTS = 2**31 - 1
@@ -124,6 +126,7 @@ class Prepared:
     files: dict[str, str] = field(default_factory=dict)
     sample_batch: tuple | None = None
     train_labels: np.ndarray | None = None  # class ids of the training split (baselines)
+    baseline_data: dict | None = None  # train/test inputs for mxlstm.baselines (training)
 
     @property
     def spec(self) -> TaskSpec:
@@ -136,9 +139,16 @@ def head_units(spec: str) -> tuple[int, ...]:
     return tuple(int(u) for u in spec.split(",") if u.strip())
 
 
-def encoder_options(cfg: RunConfig) -> dict:
-    """RecurrentLayer / cell keyword arguments from ``cfg.model``."""
+def encoder_options(cfg: RunConfig, max_length: int | None = None) -> dict:
+    """RecurrentLayer / cell keyword arguments from ``cfg.model``; ``max_length`` (the
+    longest training series) resolves ``chrono_init=-1``."""
     m = cfg.model
+    chrono = m.chrono_init
+    if chrono < 0:
+        if not max_length:
+            raise ConfigError(f"model.chrono_init=-1 (the longest training series) is for "
+                              f"series tasks, not task {cfg.task}; give a number of steps")
+        chrono = max(3, int(max_length))
     options = {
         "num_layers": m.num_layers, "bidirectional": m.bidirectional, "dropout": m.dropout,
         "fused": {"auto": "auto", "true": True, "false": False}[m.fused],
@@ -146,24 +156,46 @@ def encoder_options(cfg: RunConfig) -> dict:
         "zoneout": m.zoneout,
     }
     if m.cell == "lstm":
-        options.update(forget_bias=m.forget_bias, chrono_init=m.chrono_init or None,
+        options.update(forget_bias=m.forget_bias, chrono_init=chrono or None,
                        peephole=m.peephole, layer_norm=m.layer_norm,
                        cell_clip=m.cell_clip or None, projection_size=m.projection_size or None)
     return options
 
 
 def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = None,
-                   per_step: bool = False, input_size: int = 1) -> SequenceModel:
+                   per_step: bool = False, input_size: int = 1,
+                   max_length: int | None = None,
+                   target: tuple[float, float] | None = None) -> gluon.HybridBlock:
     """The classifier / regressor / tagger of ``cfg.model`` (refused when too big for
-    MXNet or this machine: ``input_size`` = features per step of numeric inputs)."""
+    MXNet or this machine: ``input_size`` = features per step of numeric inputs;
+    ``max_length``: the longest training series, for ``chrono_init=-1``; ``target``:
+    ``(mean, std)`` the regressor's outputs are scaled back with). Series tasks with
+    ``model.family=lstm_fcn``, ``model.series_norm``, ``model.max_steps`` or ``target``
+    get a :class:`~mxlstm.blocks.series_model.SeriesModel`."""
     check_model_size(cfg, model_tensors(cfg, input_size, vocab_size, num_outputs))
     m = cfg.model
+    series_norm = m.series_norm in ("true", "level") or (m.series_norm == "auto"
+                                                         and input_size == 1)
+    if vocab_size is None and not per_step and (m.family == "lstm_fcn" or series_norm
+                                                or m.max_steps or target):
+        from mxlstm.blocks.series_model import SeriesModel, stride_for
+
+        filters = head_units(m.conv_filters) if m.family == "lstm_fcn" else ()
+        stride = stride_for(max_length or 0, m.max_steps)
+        steps = -(-max_length // stride) if max_length else None
+        return SeriesModel(
+            num_outputs, hidden_size=m.hidden_size, cell_type=m.cell,
+            series_norm=series_norm, conv_filters=filters,
+            stride=stride, input_dropout=m.input_dropout,
+            pooling=m.pooling, head_units=head_units(m.head_units),
+            head_dropout=m.head_dropout, target=target,
+            keep_level=m.series_norm == "level", **encoder_options(cfg, steps))
     return SequenceModel(
         num_outputs, hidden_size=m.hidden_size, cell_type=m.cell, vocab_size=vocab_size,
         embed_size=m.embed_size, embedding_dropout=m.embedding_dropout,
         input_projection=m.input_projection or None, input_dropout=m.input_dropout,
         pooling=m.pooling, head_units=head_units(m.head_units), head_dropout=m.head_dropout,
-        per_step=per_step, **encoder_options(cfg))
+        per_step=per_step, **encoder_options(cfg, max_length))
 
 
 def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,

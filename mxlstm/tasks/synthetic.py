@@ -17,6 +17,7 @@ from mxlstm.tasks.base import (
     EMBEDDING_KEYS,
     FILE_KEYS,
     LM_KEYS,
+    SERIES_MODEL_KEYS,
     TEXT_FILE_KEYS,
     TOKEN_KEYS,
     Prepared,
@@ -38,8 +39,8 @@ NUM_SYMBOLS = 8
 # reads two numbers per step (no embedding), copy tags every step (no pooling).
 _NOT_SYNTHETIC = (FILE_KEYS | TEXT_FILE_KEYS | TOKEN_KEYS | LM_KEYS
                   | {"data.name", "data.max_length", "data.valid_fraction", "data.normalize"})
-IGNORED = {"adding": _NOT_SYNTHETIC | EMBEDDING_KEYS | COPY_KEYS,
-           "copy": _NOT_SYNTHETIC | {"model.pooling"}}
+IGNORED = {"adding": _NOT_SYNTHETIC | EMBEDDING_KEYS | COPY_KEYS | SERIES_MODEL_KEYS,
+           "copy": _NOT_SYNTHETIC | SERIES_MODEL_KEYS | {"model.pooling"}}
 
 
 def _samples(x, y):

@@ -29,6 +29,7 @@ from mxlstm.errors import DataError
 from mxlstm.tasks.base import (
     COPY_KEYS,
     LM_KEYS,
+    SERIES_MODEL_KEYS,
     SYNTHETIC_KEYS,
     Prepared,
     loaders,
@@ -43,7 +44,8 @@ PRESETS = {
              "train.batch_size": 64, "data.max_length": 64, "data.min_freq": 2,
              "data.num_buckets": 8},
 }
-IGNORED = {"text": SYNTHETIC_KEYS | COPY_KEYS | LM_KEYS | {"data.name", "data.normalize"}}
+IGNORED = {"text": SYNTHETIC_KEYS | COPY_KEYS | LM_KEYS | SERIES_MODEL_KEYS
+                    | {"data.name", "data.normalize"}}
 
 
 def _load(cfg: RunConfig, training: bool = True
@@ -124,4 +126,10 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     model = sequence_model(cfg, len(names), vocab_size=len(vocab))
     return Prepared(model, Classification(len(names), names), train_loader, valid_loader,
                     test_loader, steps, meta, files,
-                    train_labels=np.array([label for _, label, _ in sets[0]]))
+                    train_labels=np.array([label for _, label, _ in sets[0]]),
+                    baseline_data={"kind": "text", "vocab_size": len(vocab),
+                                   "num_classes": len(names),
+                                   "train_x": [ids for ids, _, _ in sets[0]],
+                                   "train_y": [int(y) for _, y, _ in sets[0]],
+                                   "test_x": [ids for ids, _, _ in sets[2]],
+                                   "test_y": [int(y) for _, y, _ in sets[2]]})

@@ -98,10 +98,11 @@ CASES: dict[str, Case] = {
         [f"{t / 'run.toml'}: config key train.kvstore: 'dist_async' is not one of"]),
     "chrono-init-negative": lambda t: (
         train("digits", t, "--set", "model.chrono_init=-5"),
-        ["command line: config key model.chrono_init: must be at least 0, got '-5'"]),
+        ["command line: config key model.chrono_init: must be at least -1, got '-5'"]),
     "chrono-init-too-short": lambda t: (
         train("digits", t, "--set", "model.chrono_init=2"),
-        ["command line: config key model.chrono_init: must be 0 (off) or at least 3"]),
+        ["command line: config key model.chrono_init: must be 0 (off), -1 (the longest "
+         "training series) or at least 3"]),
     "hidden-size-beyond-the-cap": lambda t: (
         train("digits", t, "--set", "model.hidden_size=200000"),
         ["command line: config key model.hidden_size: must be at most 65536, got '200000'"]),

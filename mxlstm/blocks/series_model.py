@@ -1,0 +1,139 @@
+"""A series classifier / regressor with optional per-series z-normalisation and an
+LSTM-FCN-style convolutional branch (Karim et al. 2017, "LSTM Fully Convolutional
+Networks for Time Series Classification").
+
+::
+
+    x (N, T, C) --[SeriesZNorm]--+--> dropout --> RecurrentLayer --> pool --+
+                                 |                                          +--> concat --> head
+                                 +--> ConvBranch (conv 8/5/3, BN, ReLU, mean) +
+
+The recurrent branch is the one of :class:`~mxlstm.models.SequenceModel` (same options,
+same pooling); the convolutional branch is present when ``conv_filters`` is non-empty.
+Unlike the paper, the recurrent branch reads the series step by step (no "dimension
+shuffle"), so the model stays recurrent at its core.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from mxlstm.blocks.models import POOLINGS, pool
+from mxlstm.blocks.recurrent import RecurrentLayer
+from mxlstm.blocks.regularize import LockedDropout
+from mxlstm.blocks.series_blocks import ConvBranch, SeriesZNorm, step_mask
+from mxlstm.errors import ConfigError
+
+
+def average_steps(F, x, valid_length, stride: int):
+    """``x (N, T, C)`` -> ``(N, ceil(T / stride), C)``: the mean of each window of
+    ``stride`` steps (a sequence's last, partial window is averaged with zeros, as if it
+    ran alone), and ``ceil(valid_length / stride)``. Steps past ``valid_length`` must be 0."""
+    mask = F.swapaxes(step_mask(F, x, valid_length), 1, 2)  # (N, 1, T)
+    h = F.broadcast_mul(F.swapaxes(x, 1, 2), mask)
+    # a sum over each window, clipped at the array's end, then / stride: the same for a
+    # padded batch and a sequence alone (an 'avg' pool divides by the clipped size)
+    summed = F.Pooling(h, kernel=(stride,), stride=(stride,), pool_type="sum",
+                       pooling_convention="full", layout="NCW")
+    return F.swapaxes(summed / stride, 1, 2), F.ceil(valid_length / stride)
+
+
+def stride_for(length: int, max_steps: int) -> int:
+    """The window of :func:`average_steps` that brings ``length`` steps to at most
+    ``max_steps`` (1 when ``max_steps`` is 0 or not exceeded)."""
+    if not max_steps or length <= max_steps:
+        return 1
+    return -(-int(length) // int(max_steps))
+
+
+class SeriesModel(HybridBlock):
+    """Numeric series in, ``(N, K)`` logits or values out.
+
+    Parameters
+    ----------
+    num_outputs : int
+        ``K``: classes or regression targets.
+    series_norm : bool
+        Z-normalise each series over its valid steps first (:class:`SeriesZNorm`).
+    keep_level : bool
+        With ``series_norm``: also feed each series' mean and log-std as channels.
+    conv_filters : tuple of int
+        Filters of the convolutional branch's layers; ``()`` = no branch.
+    target : (mean, std) or None
+        Regression: outputs are ``head * std + mean`` (the head learns standardised
+        targets; constants of the graph).
+    stride : int
+        Average each window of ``stride`` steps first (:func:`average_steps`), so that long
+        series cost less; 1 = off.
+    **encoder
+        :class:`~mxlstm.recurrent.RecurrentLayer` options.
+
+    Inputs (positional): ``x (N, T, C)``, ``valid_length (N,)``.
+    """
+
+    export_refusal = ("the model has a convolutional branch or per-series normalisation; "
+                      "export it with valid_length (the default)")
+
+    def __init__(self, num_outputs: int, hidden_size: int = 64, cell_type: str = "lstm",
+                 series_norm: bool = False, conv_filters: tuple[int, ...] = (),
+                 stride: int = 1, target: tuple[float, float] | None = None,
+                 keep_level: bool = False,
+                 input_dropout: float = 0.0, pooling: str = "last",
+                 head_units: tuple[int, ...] = (), head_dropout: float = 0.0,
+                 **encoder: Any) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        self.stride = int(stride)
+        self.per_step = False
+        self.embedding = None
+        with self.name_scope():
+            self.znorm = SeriesZNorm(keep_level=keep_level) if series_norm else None
+            self.input_dropout = LockedDropout(input_dropout) if input_dropout else None
+            self.encoder = RecurrentLayer(cell_type, hidden_size, **encoder)
+            self.conv = ConvBranch(tuple(conv_filters)) if conv_filters else None
+            self.head = nn.HybridSequential()
+            for units in head_units:
+                self.head.add(nn.Dense(units, activation="relu", flatten=False))
+                if head_dropout:
+                    self.head.add(nn.Dropout(head_dropout))
+            self.head.add(nn.Dense(num_outputs, flatten=False))
+            self.target_mean = self.target_std = None
+            if target is not None:
+                self.target_mean = self.params.get_constant(
+                    "target_mean", mx.nd.array([float(target[0])]))
+                self.target_std = self.params.get_constant(
+                    "target_std", mx.nd.array([float(target[1])]))
+        self.bidirectional = self.encoder.num_directions == 2
+
+    def load_parameters(self, filename, ctx=None, **kwargs) -> None:
+        """Load saved parameters into fresh arrays: after an inference pass oneDNN keeps the
+        convolution weights in its own layout, and MXNet 1.9.1 cannot copy into those
+        ("Check failed: to.IsDefaultData()")."""
+        for param in self.collect_params().values():
+            if param._data is not None:
+                first = param._data[0]
+                param._init_impl(mx.nd.zeros(first.shape, dtype=first.dtype),
+                                 param.list_ctx())
+        super().load_parameters(filename, ctx=ctx, **kwargs)
+
+    def hybrid_forward(self, F, x, valid_length, target_mean=None, target_std=None):
+        valid_length = F.cast(valid_length, dtype="float32")
+        if self.znorm is not None:
+            x = self.znorm(x, valid_length)
+        if self.stride > 1:
+            x, valid_length = average_steps(F, x, valid_length, self.stride)
+        h = self.input_dropout(x) if self.input_dropout is not None else x
+        out = self.encoder(h, valid_length)
+        features = pool(F, out, valid_length, self.pooling, self.bidirectional,
+                        self.encoder.hidden_size)
+        if self.conv is not None:
+            features = F.concat(features, self.conv(x, valid_length), dim=1)
+        out = self.head(features)
+        if target_mean is not None:
+            out = F.broadcast_add(F.broadcast_mul(out, target_std), target_mean)
+        return out
