@@ -19,12 +19,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mxlstm.preprocess import STD_FLOOR  # the normalisation rule training uses
+
+ADAM_EPSILON = 1.0e-8  # the optimiser's epsilon of the logistic baseline (not a std floor)
+
 DTW_SKIPPED = "skipped (pip install dtaidistance)"
 DTW_BAND = 0.1  # warping window: 10% of the series length (Ratanamahatana & Keogh 2004)
 RIDGE_ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
-def znormalize(series: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+def znormalize(series: np.ndarray, eps: float = STD_FLOOR) -> np.ndarray:
     """``(T, C)`` -> each channel shifted to mean 0 and scaled to std 1 (constant channels
     only shifted)."""
     x = np.asarray(series, np.float64)
@@ -240,7 +244,8 @@ def logistic_bow(train_docs: Sequence[np.ndarray], train_y, test_docs: Sequence[
             m, v = moments[2 * k], moments[2 * k + 1]
             m[:] = 0.9 * m + 0.1 * grad
             v[:] = 0.999 * v + 0.001 * grad * grad
-            param -= lr * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+            scale = np.sqrt(v / (1 - 0.999 ** step)) + ADAM_EPSILON
+            param -= lr * (m / (1 - 0.9 ** step)) / scale
     return np.argmax(_scores(bag_of_words(test_docs, vocab_size), len(test_docs), w, b), 1)
 
 
