@@ -20,24 +20,30 @@ import time
 from pathlib import Path
 
 WIDTH, HEIGHT = 100, 30
-RUNS = {"digits": ["--epochs", "2"],
+RUNS = {"digits": ["--epochs", "2", "--set", "train.eval_batch_size=16"],
         "text": ["--epochs", "1", "--set", "train.max_batches=60"],
         "lm": ["--epochs", "1", "--set", "train.max_batches=40", "--set", "data.max_vocab=2000"]}
+ENV = "OMP_NUM_THREADS=1"  # the pane's shell does not inherit this process's environment
 BAR = re.compile(r"(epoch \d+/\d+ (train|validate)|test):\s+\d+%\|")
 
 
 def watch(task: str, mxlstm: str, workdir: Path) -> tuple[set[str], list[str], str]:
     session = f"mxlstm-{task}"
     out = workdir / task
-    command = f"{mxlstm} train --task {task} --out {out} {' '.join(RUNS[task])}; echo DONE"
+    command = (f"{ENV} {mxlstm} train --task {task} --out {out} {' '.join(RUNS[task])}; "
+               f"echo DONE; sleep 60")
     subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(WIDTH),
                     "-y", str(HEIGHT), command], check=True)
     phases, problems, shown = set(), [], ""
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                capture_output=True, text=True).stdout
+        captured = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                  capture_output=True, text=True)
+        if captured.returncode != 0:
+            problems.append(f"the tmux session ended early: {captured.stderr.strip()}")
+            break
+        screen = captured.stdout
         for line in screen.splitlines():
             found = BAR.search(line)
             if found:
