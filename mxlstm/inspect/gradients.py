@@ -98,6 +98,7 @@ def gradient_flow(model, x, y, valid_length=None, kind: str | None = None,
     states : list or None
         Begin states of a language model.
     """
+    encoder_of(model)  # refuses what it cannot trace, before any work
     x, lengths = as_inputs(model, x, valid_length, ctx)
     y = np.asarray(y.asnumpy() if isinstance(y, nd.NDArray) else y)
     kind = infer_kind(model, y, kind)

@@ -39,6 +39,11 @@ def is_language_model(model) -> bool:
 
 def encoder_of(model):
     """The model's :class:`~mxlstm.recurrent.RecurrentLayer`."""
+    if type(model).__name__ == "SeriesModel":  # its input stage and branches are not traced
+        raise ConfigError("the inspector traces SequenceModel and LanguageModel runs; this run "
+                          "uses the series model (model.family=lstm_fcn, model.series_norm or "
+                          "model.max_steps): train it with --set model.family=lstm --set "
+                          "model.series_norm=false --set model.max_steps=0 to inspect it")
     encoder = getattr(model, "encoder", None)
     if encoder is None or not hasattr(encoder, "cell_type"):
         raise ConfigError(f"{type(model).__name__} has no recurrent encoder to inspect")

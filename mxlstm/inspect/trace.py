@@ -149,6 +149,7 @@ def trace(model, x, valid_length=None, states: list | None = None,
     Trace
         Per (layer, direction) and part, ``(N, T, H)`` numpy arrays (see :class:`Trace`).
     """
+    encoder_of(model)  # refuses what it cannot trace, before any work
     x, lengths = as_inputs(model, x, valid_length, ctx)
     if states is not None:
         states = [s if isinstance(s, nd.NDArray) else nd.array(s, ctx=x.context)

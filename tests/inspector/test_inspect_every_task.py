@@ -12,10 +12,12 @@ from mxlstm.inspect import gradient_flow, model_outputs, trace
 from mxlstm.runs import init_model
 
 SMALL = {"model.hidden_size": 6, "train.eval_batch_size": 8}
+# the series presets use the series model (LSTM-FCN, per-series norm), which is refused
+PLAIN_SERIES = {"model.family": "lstm", "model.series_norm": "false", "model.max_steps": 0}
 TASK_FLAGS = {
     "digits": {},
-    "vowels": {},
-    "uea": {"data.name": "ItalyPowerDemand"},
+    "vowels": PLAIN_SERIES,
+    "uea": {"data.name": "ItalyPowerDemand", **PLAIN_SERIES},
     "text": {"model.embed_size": 8, "data.max_vocab": 300},
     "lm": {"model.embed_size": 6, "data.bptt": 12, "data.max_vocab": 200},
     "adding": {"data.num_train": 16, "data.num_eval": 8, "data.seq_length": 30},
@@ -61,3 +63,16 @@ def test_trace_equals_forward_and_gradients_flow(task, cell, corpus):
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert np.isfinite(flow.loss) and all(np.isfinite(v).all() for v in flow.hidden.values())
     assert flow.inputs.max() > 0
+
+
+def test_the_series_model_is_refused_in_one_line():
+    from mxlstm.errors import ConfigError
+
+    prepared = tasks.prepare(tasks.user_config("uea", flags={
+        **SMALL, "data.name": "ItalyPowerDemand"}))
+    init_model(prepared, [mx.cpu()])
+    x, y, lengths = next(iter(prepared.test_loader))
+    with pytest.raises(ConfigError, match="model.family=lstm"):
+        trace(prepared.model, x.asnumpy(), lengths.asnumpy())
+    with pytest.raises(ConfigError, match="series model"):
+        gradient_flow(prepared.model, x, y, lengths)
