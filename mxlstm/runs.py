@@ -6,8 +6,13 @@ Layout of ``--out DIR``::
     DIR/meta.json          input spec, label names, normalisation, tokeniser (+ vocab.json)
     DIR/metrics.jsonl      one line per epoch (train loss, validation metrics, lr, speed)
     DIR/checkpoints/       epoch-NNNN (latest) and best, each self-contained
-    DIR/report.json        test metrics of the best checkpoint, baseline, timings
+    DIR/fingerprints.json  sha256 of every data file read and of what was fitted on them
+    DIR/report.json        test metrics of the best checkpoint, baselines, timings
     DIR/train.log          the log; curves.png / confusion.png with matplotlib
+    DIR/report.html        written by ``mxlstm report DIR``
+
+The resume rule is in :mod:`mxlstm.training.resume`, the directory's guarantees (lock,
+nothing lost, nothing half-made) in :mod:`mxlstm.training.rundir`.
 """
 
 from __future__ import annotations
