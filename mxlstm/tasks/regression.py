@@ -21,7 +21,6 @@ from mxlstm.data.batching import pad_batchify
 from mxlstm.data.fileio import require_file
 from mxlstm.data.sources import (
     UEA_REGRESSION,
-    NormalizationStats,
     SequenceDataset,
     load_csv_series,
     load_npz,
@@ -32,6 +31,7 @@ from mxlstm.errors import ConfigError, DataError
 from mxlstm.tasks.base import Prepared, loaders, sequence_model
 from mxlstm.tasks.sequences import IGNORED as SERIES_IGNORED
 from mxlstm.tasks.sequences import PRESETS as SERIES_PRESETS
+from mxlstm.tasks.sequences import normalize_splits
 from mxlstm.training.metrics import RegressionMetrics
 from mxlstm.training.objectives import Regression
 
@@ -148,14 +148,8 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         train, valid = train_all.subset(train_idx), train_all.subset(valid_idx)
         y = train.labels.astype(np.float64)
         target = {"mean": float(y.mean()), "std": float(max(y.std(), 1e-6))}
-    stats = None
-    if artefacts and artefacts.get("normalization"):
-        stats = NormalizationStats.from_dict(artefacts["normalization"])
-    elif cfg.data.normalize and not artefacts:
-        stats = NormalizationStats.fit(train)
     test_raw = test
-    if stats is not None:
-        train, valid, test = (stats.transform(s) for s in (train, valid, test))
+    stats, (train, valid, test) = normalize_splits(cfg, artefacts, train, valid, test)
     train_loader, valid_loader, test_loader, steps = loaders(
         cfg, train, valid, test, pad_batchify_fn=pad_batchify(label_dtype="float32"),
         shard=shard)

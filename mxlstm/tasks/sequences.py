@@ -66,6 +66,20 @@ _NOT_SERIES = (SYNTHETIC_KEYS | COPY_KEYS | TEXT_FILE_KEYS | TOKEN_KEYS | EMBEDD
 IGNORED = {"digits": _NOT_SERIES | {"data.name"}, "vowels": _NOT_SERIES, "uea": _NOT_SERIES}
 
 
+def normalize_splits(cfg: RunConfig, artefacts: dict | None, train, valid, test):
+    """Per-channel normalisation of the three splits: statistics fitted on ``train``
+    (``data.normalize``), or those of a trained model's ``artefacts``; returns
+    ``(stats or None, (train, valid, test))``."""
+    stats = None
+    if artefacts and artefacts.get("normalization"):
+        stats = NormalizationStats.from_dict(artefacts["normalization"])
+    elif cfg.data.normalize and not artefacts:
+        stats = NormalizationStats.fit(train)
+    if stats is not None:
+        train, valid, test = (stats.transform(s) for s in (train, valid, test))
+    return stats, (train, valid, test)
+
+
 def read_series_file(path: str) -> SequenceDataset:
     """A user's series file by extension: ``.ts``, ``.npz``, ``.csv``, or an IDX pair
     ``images-idx3-ubyte[.gz]`` (labels found by replacing ``images-idx3`` with ``labels-idx1``)."""
@@ -174,14 +188,8 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
             raise DataError(f"too few series ({len(train_all)}) to split into training and "
                             f"validation (data.valid_fraction={cfg.data.valid_fraction})",
                             path=source)
-    stats = None
-    if artefacts and artefacts.get("normalization"):
-        stats = NormalizationStats.from_dict(artefacts["normalization"])
-    elif cfg.data.normalize and not artefacts:
-        stats = NormalizationStats.fit(train)
     test_raw = test
-    if stats is not None:
-        train, valid, test = (stats.transform(s) for s in (train, valid, test))
+    stats, (train, valid, test) = normalize_splits(cfg, artefacts, train, valid, test)
     train_loader, valid_loader, test_loader, steps = loaders(cfg, train, valid, test, shard=shard)
     meta = {
         "task": cfg.task, "kind": "sequence_classification", "label_names": names,
