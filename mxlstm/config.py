@@ -61,6 +61,7 @@ def _chrono(value: int) -> str | None:
 class DataConfig:
     path: str = opt("", "training data file(s), comma-separated; empty = the task's embedded set")
     test_path: str = opt("", "test data file; empty = the task's own test split")
+    valid_path: str = opt("", "validation data file; empty = held out from the training data")
     name: str = opt("JapaneseVowels", "embedded UEA set for task 'uea' (JapaneseVowels, "
                     "GunPoint, ItalyPowerDemand, OSULeaf, ACSF1) or 'series-regression' "
                     "(Tecator)")

@@ -20,7 +20,7 @@ from mxlstm.training.objectives import Objective
 
 # Keys only some tasks read. Each task module's ``IGNORED`` maps its task names to the keys
 # the task does not use: `mxlstm config` leaves them out and setting one is an error.
-FILE_KEYS = frozenset({"data.path", "data.test_path", "data.max_input_mb"})
+FILE_KEYS = frozenset({"data.path", "data.test_path", "data.valid_path", "data.max_input_mb"})
 SYNTHETIC_KEYS = frozenset({"data.seq_length", "data.num_train", "data.num_eval"})
 COPY_KEYS = frozenset({"data.copy_length"})
 TEXT_FILE_KEYS = frozenset({"data.text_field", "data.label_field", "data.header"})
