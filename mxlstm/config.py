@@ -132,6 +132,9 @@ class ModelConfig:
     max_steps: int = opt(0, "series models: average windows of steps so that the longest "
                          "training series has at most this many (0 = off)",
                          low=0, high=10_000_000)
+    conv_steps: int = opt(-1, "lstm_fcn: the convolutional branch reads windows averaged to at "
+                          "most this many steps (0 = every step, -1 = as the recurrent "
+                          "branch: model.max_steps)", low=-1, high=10_000_000)
     series_norm: str = opt("false", "z-normalise each series per channel over its own steps "
                            "inside the model (series tasks): true, false, auto (only "
                            "univariate series), level (z-normalised series plus each "
