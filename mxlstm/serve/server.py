@@ -105,6 +105,7 @@ class Server:
     """
 
     def __init__(self, archives: list[str | Path], options: ServeOptions) -> None:
+        need_server()  # the extra and Java first: their absence is the likelier problem
         self.options = options
         if options.backend is not None and options.backend not in BACKENDS:
             raise ServeError(f"--backend must be one of {', '.join(BACKENDS)}")
@@ -186,7 +187,6 @@ class Server:
     def start(self) -> Server:
         """Start MMS, wait for ``/ping``, register the archives; ServeError (with
         everything stopped) when it does not come up within ``options.timeout``."""
-        need_server()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._ports()
         config = self._write_config()
