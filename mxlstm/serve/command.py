@@ -78,8 +78,10 @@ def serve(archives: list[str], options: ServeOptions, out=sys.stdout) -> int:
                          + ("" if run_dir == ServeOptions().run_dir else f" --run-dir {run_dir}"))
     server = Server(archives, options)
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    started = False
     try:
         server.start()
+        started = True
         record = write_state(server, start_ticks=_start_ticks(os.getpid()))
         print(json.dumps({k: record[k] for k in ("url", "management_url", "models",
                                                  "run_dir", "pid")}), file=out, flush=True)
@@ -94,10 +96,11 @@ def serve(archives: list[str], options: ServeOptions, out=sys.stdout) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         server.stop()
-        if _recorded(run_dir) and _recorded(run_dir).get("pid") == os.getpid():
+        if (_recorded(run_dir) or {}).get("pid") == os.getpid():
             (run_dir / STATE_FILE).unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, previous)
-        print("mxlstm: server stopped", file=sys.stderr, flush=True)
+        if started:
+            print("mxlstm: server stopped", file=sys.stderr, flush=True)
 
 
 def add_serve_options(p, positive_int) -> None:

@@ -29,10 +29,10 @@ CONTEXTS = ["it is a truth universally acknowledged that", "she was", "Anne"]
 
 
 def needs_server() -> None:
-    """Skip unless the [serve] extra and Java are there."""
+    """Skip the calling test module unless the [serve] extra and Java are there."""
     why = missing()
     if why:
-        pytest.skip(why)
+        pytest.skip(why, allow_module_level=True)
 
 
 def digit_rows(n: int = 4) -> list[list[list[float]]]:
@@ -43,6 +43,10 @@ def digit_rows(n: int = 4) -> list[list[list[float]]]:
 
 def archived(base: Path, name: str) -> Path:
     """``PREFIX.mar`` of the tiny export ``name`` (digits, text, lm, ...), made once."""
+    import importlib.util
+
+    if importlib.util.find_spec("model_archiver") is None:
+        pytest.skip("model-archiver is not installed (the [serve] extra)")
     prefix = exported(base, name)
     mar = Path(f"{prefix}.mar")
     if not mar.exists():
