@@ -125,6 +125,22 @@ def test_unknown_model_and_body_above_the_server_limit(served):
     assert _post(served.url("digits"), json.dumps(digit_rows(1)[0]))[0] == 200
 
 
+def test_load_driver_counts_answers_wrong_answers_and_errors(served, base):
+    from mxlstm.serve.load import drive, sample_input
+
+    prefix = str(archived(base, "digits"))[:-4]
+    predictor = Predictor(prefix)
+    item = sample_input(predictor.meta)
+    expected = json.loads(json.dumps(predictor.predict_one(item)))
+    good = drive(served.url("digits"), json.dumps(item), expected, 40, 4, 60)
+    assert (good["sent"], good["answered"], good["errors"], good["wrong"], good["lost"]) == \
+        (40, 40, 0, 0, 0)
+    assert 0 < good["p50_ms"] <= good["p90_ms"] <= good["p99_ms"]
+    other = {**expected, "label": "not this one"}
+    assert drive(served.url("digits"), json.dumps(item), other, 10, 2, 60)["wrong"] == 10
+    assert drive(served.url("digits"), "[[1]]", expected, 10, 2, 60)["errors"] == 10
+
+
 def test_batching_answers_concurrent_mixed_requests_and_stop(served, base):
     """A second registration of the digits archive with batch_size 8 on the same server:
     32 concurrent requests, a quarter of them bad, each answered as if alone."""
