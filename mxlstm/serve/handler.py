@@ -28,6 +28,7 @@ import sys
 
 SETTINGS_FILE = "mxlstm-serve.json"  # {"prefix", "backend", "max_body_bytes", "max_inputs"}
 BACKEND_ENV = "MXLSTM_SERVE_BACKEND"  # overrides the archive's backend (mxlstm serve --backend)
+_PHRASES = {400: "Bad Request", 413: "Payload Too Large", 500: "Internal Server Error"}
 _service = None
 
 
@@ -187,6 +188,6 @@ def handle(data, context):
     for idx, (status, answer) in enumerate(results):
         context.set_response_content_type(idx, "application/json")
         if status != 200:
-            context.set_response_status(status, answer["error"][:120], idx)
+            context.set_response_status(status, _PHRASES.get(status, "Error"), idx)
         answers.append(json.dumps(answer, ensure_ascii=False))
     return answers
