@@ -1,4 +1,4 @@
-"""The ``mxlstm`` command: train, evaluate, config, export, predict, inspect, bench, launch.
+"""The ``mxlstm`` command: train, evaluate, config, export, predict, serve, inspect, ...
 
 Every user error prints one line ``mxlstm: error: ...`` and exits with status 2;
 ``--debug`` shows the traceback instead.
@@ -127,6 +127,10 @@ def cmd_export(args: argparse.Namespace) -> int:
               "max_abs_diff": meta["verification"]["max_abs_diff"]}
     if args.onnx:
         result["onnx"] = export_onnx(args.out, model_dir=args.model, int8=args.int8)
+    if args.mar:
+        from mxlstm.serve.archive import write_archive
+
+        result["mar"] = str(write_archive(args.out))
     print(json.dumps(result))
     return 0
 
@@ -285,7 +289,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true",
                    help="with --onnx: also PREFIX-int8.onnx (ONNX Runtime dynamic "
                         "quantization)")
+    p.add_argument("--mar", action="store_true",
+                   help="also PREFIX.mar for mxlstm serve (Multi Model Server; mxlstm[serve])")
     p.set_defaults(func=cmd_export)
+
+    from mxlstm.serve.command import add_serve_options  # its flags, examples and command
+
+    add_serve_options(add("serve", help="serve model archives (PREFIX.mar) over HTTP on "
+                          "127.0.0.1 with Multi Model Server until Ctrl-C (needs "
+                          "mxlstm[serve] and Java)"), _positive_int)
 
     p = add("predict", help="predict raw inputs with an exported model")
     p.add_argument("--model", required=True, metavar="PREFIX",
