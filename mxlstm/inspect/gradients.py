@@ -110,7 +110,8 @@ def gradient_flow(model, x, y, valid_length=None, kind: str | Kind | None = None
 
     A series model's gradients are those through its recurrent branch: its convolutional
     branch reads the same (normalised, averaged) series, detached, and ``T`` is that of
-    the averaged series.
+    the averaged series. A regressor with target scaling reports the loss it was trained
+    on (squared error / target variance).
     """
     view = view_of(model)  # refuses what it cannot trace, before any work
     x, lengths = as_inputs(view, x, valid_length, ctx)
@@ -134,6 +135,8 @@ def gradient_flow(model, x, y, valid_length=None, kind: str | Kind | None = None
     with mx.autograd.record(train_mode=False):
         _, out, _ = run_encoder(view, enc_in, enc_lengths, states, probes)
         loss = loss_fn(view.head(out, enc_lengths, enc_in.detach()), y_nd, enc_lengths)
+        if loss_fn is _mse:
+            loss = loss * view.mse_scale
     loss.backward()
 
     def norms(grad, axis):  # (T,)

@@ -53,7 +53,8 @@ class ModelView:
 
     ``stateful``: reads token windows with carried states (no ``valid_length``);
     ``stride``: input steps averaged into one encoder step; ``own_series``: the encoder
-    reads a rewritten series (normalised / windowed), not the raw input.
+    reads a rewritten series (normalised / windowed), not the raw input; ``mse_scale``:
+    the factor of a regression's squared error in the training loss.
     """
 
     stateful = False
@@ -66,6 +67,10 @@ class ModelView:
     @property
     def stride(self) -> int:
         return 1
+
+    @property
+    def mse_scale(self) -> float:
+        return 1.0
 
     def call(self, x: mx.nd.NDArray, valid_length: mx.nd.NDArray):
         """The model's own forward on ``x``."""
@@ -115,6 +120,14 @@ class SeriesView(ModelView):
     @property
     def stride(self) -> int:
         return self.model.stride
+
+    @property
+    def mse_scale(self) -> float:
+        """``1 / std**2`` of the targets the head was trained on standardised (as
+        :class:`~mxlstm.tasks.regression.ScaledRegression`), else 1."""
+        if self.model.target_std is None:
+            return 1.0
+        return 1.0 / max(float(self.model.target_std.data().asscalar()) ** 2, 1e-12)
 
     def stage(self, x, valid_length):
         model = self.model

@@ -117,7 +117,7 @@ def test_regression_targets_and_kinds():
     pred = model(mx.nd.array(x), mx.nd.array(lengths)).asnumpy()
     for kind in (None, "regression"):
         flow = gradient_flow(model, x, y, lengths, kind=kind)
-        mse = float(((pred - y[:, None]) ** 2).mean())
+        mse = float(((pred - y[:, None]) ** 2).mean()) / 2.0 ** 2  # as ScaledRegression
         assert flow.loss == pytest.approx(mse, rel=1e-5)
     with pytest.raises(ConfigError, match="unknown task kind 'classification'; choose one "
                                           "of sequence_classification"):
