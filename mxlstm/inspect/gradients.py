@@ -17,7 +17,7 @@ import numpy as np
 
 from mxlstm.errors import ConfigError
 from mxlstm.inspect.parts import ModelView, view_of
-from mxlstm.inspect.trace import as_inputs, run_encoder
+from mxlstm.inspect.trace import as_inputs, reverse_steps, run_encoder
 from mxlstm.kinds import KINDS, Kind
 
 nd = mx.nd
@@ -26,8 +26,9 @@ nd = mx.nd
 @dataclass
 class GradientFlow:
     """Norms per time step: ``hidden[key] (T,)`` of ``d loss / d h_t`` for each (layer,
-    direction) ``key``, ``inputs (T,)`` of ``d loss / d x_t``; ``loss`` the batch's mean
-    loss; ``valid_length (N,)``."""
+    direction) ``key``, in time order for both directions (index ``t``: the state after
+    input step ``t``, whichever way it was read); ``inputs (T,)`` of ``d loss / d x_t``;
+    ``loss`` the batch's mean loss; ``valid_length (N,)``."""
 
     hidden: dict[str, np.ndarray]
     inputs: np.ndarray
@@ -143,6 +144,10 @@ def gradient_flow(model, x, y, valid_length=None, kind: str | Kind | None = None
         g = grad.asnumpy().astype(np.float64)
         return np.sqrt((g * g).sum(axis=axis))
 
-    return GradientFlow({key: norms(p.grad, (1, 2)) for key, p in probes.items()},
+    full = float(enc_lengths.min().asscalar()) == steps
+    # a reverse direction's probes are indexed in its reading order: put them back in time
+    hidden = {key: norms(reverse_steps(p.grad, enc_lengths, full) if key.startswith("r")
+                         else p.grad, (1, 2)) for key, p in probes.items()}
+    return GradientFlow(hidden,
                         norms(enc_in.grad, (0, 2)), float(loss.asscalar()),
                         enc_lengths.asnumpy().astype(np.int64))

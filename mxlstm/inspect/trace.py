@@ -113,12 +113,12 @@ def run_encoder(view: ModelView, enc_in, valid_length, states=None,
         else:
             begin = [nd.zeros(info["shape"], ctx=x.context)
                      for info in lc.cell.state_info(n)]
-        seq = _reverse(layer_in, valid_length, full) if lc.reverse else layer_in
+        seq = reverse_steps(layer_in, valid_length, full) if lc.reverse else layer_in
         probe = None if probes is None else probes.get(lc.key)
         kept, final = run_direction(cell_type, lc.cell, lc.params, seq, mask, begin,
                                     encoder.zoneout, probe)
         if lc.reverse:
-            kept = {k: _reverse(v, valid_length, full) for k, v in kept.items()}
+            kept = {k: reverse_steps(v, valid_length, full) for k, v in kept.items()}
         parts[lc.key] = kept
         finals.append(final)
         if index % encoder.num_directions == encoder.num_directions - 1:
@@ -128,7 +128,9 @@ def run_encoder(view: ModelView, enc_in, valid_length, states=None,
     return parts, nd.swapaxes(layer_in, 0, 1), stacked
 
 
-def _reverse(x, valid_length, full: bool):
+def reverse_steps(x, valid_length, full: bool):
+    """``x (T, N, ...)`` with each sequence's first ``valid_length`` steps reversed
+    (``full``: every sequence holds ``T`` steps)."""
     if full:
         return nd.reverse(x, axis=0)
     return nd.SequenceReverse(x, valid_length, use_sequence_length=True)
