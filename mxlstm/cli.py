@@ -29,6 +29,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data", metavar="PATH", help="shortcut for --set data.path=PATH")
     group.add_argument("--test-data", metavar="PATH",
                        help="shortcut for --set data.test_path=PATH")
+    group.add_argument("--valid-data", metavar="PATH",
+                       help="shortcut for --set data.valid_path=PATH")
     group.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
     group.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
     group.add_argument("--ctx", help="shortcut for --set train.ctx=... (cpu, gpu:0,1)")
@@ -48,6 +50,7 @@ def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
             raise ConfigError(f"{args.config}: {problem}, expected a TOML file")
         sources.append((read_toml(args.config, task=args.task), args.config))
     shortcuts = {"data.path": args.data, "data.test_path": args.test_data,
+                 "data.valid_path": args.valid_data,
                  "train.epochs": args.epochs, "train.seed": args.seed, "train.ctx": args.ctx}
     flags = {k: v for k, v in shortcuts.items() if v is not None}
     flags.update(parse_set_options(args.set))
@@ -356,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own parser takes every option after the word
         from mxlstm.bench.driver import main as bench_main
-        return bench_main(argv[1:])
+        return bench_main(argv[1:], prog="mxlstm bench")
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command != "train":  # train logs to stderr and DIR/train.log itself

@@ -329,7 +329,8 @@ def evaluate(model_dir: str | Path, data: str | None = None,
     """Test metrics of a trained model, on its own test split or on ``data``."""
     cfg, meta = load_run(model_dir)
     if data:
-        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": test_data or data},
+        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": test_data or data,
+                                   "data.valid_path": ""},
                               "--data")
     prepared, cfg, meta = load_model(model_dir, cfg, meta)
     fitter = Fitter(prepared.model, prepared.objective, cfg.train, model_dir, [mx.cpu()])

@@ -68,6 +68,8 @@ class SeriesModel(HybridBlock):
     stride : int
         Average each window of ``stride`` steps first (:func:`average_steps`), so that long
         series cost less; 1 = off.
+    conv_stride : int or None
+        The same for the convolutional branch's input (None: ``stride``).
     **encoder
         :class:`~mxlstm.recurrent.RecurrentLayer` options.
 
@@ -79,7 +81,8 @@ class SeriesModel(HybridBlock):
 
     def __init__(self, num_outputs: int, hidden_size: int = 64, cell_type: str = "lstm",
                  series_norm: bool = False, conv_filters: tuple[int, ...] = (),
-                 stride: int = 1, target: tuple[float, float] | None = None,
+                 stride: int = 1, conv_stride: int | None = None,
+                 target: tuple[float, float] | None = None,
                  keep_level: bool = False,
                  input_dropout: float = 0.0, pooling: str = "last",
                  head_units: tuple[int, ...] = (), head_dropout: float = 0.0,
@@ -89,6 +92,7 @@ class SeriesModel(HybridBlock):
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
         self.stride = int(stride)
+        self.conv_stride = self.stride if conv_stride is None else int(conv_stride)
         self.per_step = False
         self.embedding = None
         with self.name_scope():
@@ -125,14 +129,18 @@ class SeriesModel(HybridBlock):
         valid_length = F.cast(valid_length, dtype="float32")
         if self.znorm is not None:
             x = self.znorm(x, valid_length)
+        conv_in = None
+        if self.conv is not None:  # its own resolution (the recurrent one, or finer)
+            conv_in = (x, valid_length) if self.conv_stride == 1 else \
+                average_steps(F, x, valid_length, self.conv_stride)
         if self.stride > 1:
             x, valid_length = average_steps(F, x, valid_length, self.stride)
         h = self.input_dropout(x) if self.input_dropout is not None else x
         out = self.encoder(h, valid_length)
         features = pool(F, out, valid_length, self.pooling, self.bidirectional,
                         self.encoder.hidden_size)
-        if self.conv is not None:
-            features = F.concat(features, self.conv(x, valid_length), dim=1)
+        if conv_in is not None:
+            features = F.concat(features, self.conv(*conv_in), dim=1)
         out = self.head(features)
         if target_mean is not None:
             out = F.broadcast_add(F.broadcast_mul(out, target_std), target_mean)

@@ -93,7 +93,8 @@ def load_examples(model_dir: str | Path, data: str | None = None, tag: str = "be
         if "data.path" in tasks.ignored_keys(cfg.task):
             raise ConfigError(f"task {cfg.task} generates its data; leave out --data (its "
                               f"test split is used)")
-        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": data}, "--data")
+        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": data,
+                                   "data.valid_path": ""}, "--data")
     prepared, cfg, meta = runs.load_model(model_dir, cfg, meta, tag=tag)
     vocab = meta.get("files", {}).get("vocab.json")
     itos = json.loads(vocab)["idx_to_token"] if vocab else None
