@@ -4,7 +4,8 @@ Writes into ``--out DIR``::
 
     trace.npz       the chosen examples' parts, '<key>/<part>' (N, T, H), valid_length,
                     'input' (N, T, E) what the encoder read, 'stride' (steps averaged into
-                    one, series model), index, and 'grad/<key>' (T,) gradient norms
+                    one, series model), 'side/<name>' (its conv branch's input), index,
+                    and 'grad/<key>' (T,) gradient norms
     summary.json    saturation table, top units by correlation with named features,
                     gradient-flow ratios, tokens of the chosen examples
     *.png           with matplotlib: heatmaps, saturation scatter, gradient flow,

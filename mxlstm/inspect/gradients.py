@@ -110,9 +110,9 @@ def gradient_flow(model, x, y, valid_length=None, kind: str | Kind | None = None
         Begin states of a language model.
 
     A series model's gradients are those through its recurrent branch: its convolutional
-    branch reads the same (normalised, averaged) series, detached, and ``T`` is that of
-    the averaged series. A regressor with target scaling reports the loss it was trained
-    on (squared error / target variance).
+    branch reads the (normalised, averaged) series detached, and ``T`` is that of the
+    series the recurrent branch read. A regressor with target scaling reports the loss it
+    was trained on (squared error / target variance).
     """
     view = view_of(model)  # refuses what it cannot trace, before any work
     x, lengths = as_inputs(view, x, valid_length, ctx)
@@ -122,6 +122,7 @@ def gradient_flow(model, x, y, valid_length=None, kind: str | Kind | None = None
     encoder = view.encoder
     with mx.autograd.pause(train_mode=False):
         enc_in, enc_lengths = view.stage(x, lengths)
+        side = {name: v.detach() for name, v in view.side(x, lengths).items()}
     enc_in.attach_grad()
     steps, n = enc_in.shape[1], enc_in.shape[0]
     probes = {}
@@ -135,7 +136,7 @@ def gradient_flow(model, x, y, valid_length=None, kind: str | Kind | None = None
                   for s in states]
     with mx.autograd.record(train_mode=False):
         _, out, _ = run_encoder(view, enc_in, enc_lengths, states, probes)
-        loss = loss_fn(view.head(out, enc_lengths, enc_in.detach()), y_nd, enc_lengths)
+        loss = loss_fn(view.head(out, enc_lengths, side), y_nd, enc_lengths)
         if loss_fn is _mse:
             loss = loss * view.mse_scale
     loss.backward()

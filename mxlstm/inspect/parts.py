@@ -9,8 +9,9 @@ model                              input stage                     head
 =================================  ==============================  ===========================
 :class:`SequenceModel`             embedding, input projection     pooling (or per step), head
 :class:`LanguageModel`             embedding                       decoder
-:class:`SeriesModel` (LSTM-FCN)    per-series z-norm, windowing    pooling + conv branch, head,
-                                                                   target scale
+:class:`SeriesModel` (LSTM-FCN)    per-series z-norm, windowing    pooling + conv branch (its
+                                                                   own windows), head, target
+                                                                   scale
 =================================  ==============================  ===========================
 
 Dropouts are the identity (evaluation), so they are left out. Only public attributes of
@@ -85,10 +86,14 @@ class ModelView:
             x = self.model.projection(x)
         return x.astype("float32"), valid_length
 
+    def side(self, x: mx.nd.NDArray, valid_length: mx.nd.NDArray) -> dict:
+        """What a branch beside the encoder reads, by name (none here)."""
+        return {}
+
     def head(self, out: mx.nd.NDArray, valid_length: mx.nd.NDArray,
-             enc_in: mx.nd.NDArray) -> mx.nd.NDArray:
-        """The model's outputs from the encoder's ``out (N, T', D*H)`` (``enc_in``: what the
-        encoder read, for models with a second branch): ``(N, K)`` pooled or ``(N, T, K)``."""
+             side: dict) -> mx.nd.NDArray:
+        """The model's outputs from the encoder's ``out (N, T', D*H)`` (``side``: what
+        :meth:`side` gave): ``(N, K)`` pooled or ``(N, T, K)`` per step."""
         model = self.model
         if model.per_step:
             return model.head(out)
@@ -103,15 +108,16 @@ class LanguageView(ModelView):
     def call(self, x, valid_length):
         return self.model(x, self.model.begin_state(x.shape[0], ctx=x.context))
 
-    def head(self, out, valid_length, enc_in):
+    def head(self, out, valid_length, side):
         return self.model.decoder(out)
 
 
 class SeriesView(ModelView):
     """:class:`~mxlstm.blocks.series_model.SeriesModel`: the recurrent branch reads the
     series after per-series z-normalisation (``znorm``) and window averaging (``stride``);
-    the convolutional branch (``conv``) reads the same series; their features are
-    concatenated before the head, whose outputs are scaled back to the targets."""
+    the convolutional branch (``conv``) reads the normalised series averaged at its own
+    resolution (``conv_stride``); their features are concatenated before the head, whose
+    outputs are scaled back to the targets."""
 
     @property
     def own_series(self) -> bool:
@@ -129,20 +135,30 @@ class SeriesView(ModelView):
             return 1.0
         return 1.0 / max(float(self.model.target_std.data().asscalar()) ** 2, 1e-12)
 
-    def stage(self, x, valid_length):
-        model = self.model
+    def _averaged(self, x, valid_length, stride: int):
         x, valid_length = x.astype("float32"), valid_length.astype("float32")
-        if model.znorm is not None:
-            x = model.znorm(x, valid_length)
-        if model.stride > 1:
-            x, valid_length = average_steps(nd, x, valid_length, model.stride)
+        if self.model.znorm is not None:
+            x = self.model.znorm(x, valid_length)
+        if stride > 1:
+            x, valid_length = average_steps(nd, x, valid_length, stride)
         return x, valid_length
 
-    def head(self, out, valid_length, enc_in):
+    def stage(self, x, valid_length):
+        return self._averaged(x, valid_length, self.model.stride)
+
+    def side(self, x, valid_length):
+        """The convolutional branch's input at its own resolution (``conv_stride``)."""
+        if self.model.conv is None:
+            return {}
+        conv_in, conv_length = self._averaged(x, valid_length, self.model.conv_stride)
+        return {"conv_input": conv_in, "conv_valid_length": conv_length}
+
+    def head(self, out, valid_length, side):
         model = self.model
         features = _pool(model, out, valid_length)
         if model.conv is not None:
-            features = nd.concat(features, model.conv(enc_in, valid_length), dim=1)
+            conv = model.conv(side["conv_input"], side["conv_valid_length"])
+            features = nd.concat(features, conv, dim=1)
         out = model.head(features)
         if model.target_mean is not None:
             ctx = out.context

@@ -35,7 +35,9 @@ class Trace:
     ``inputs (N, T, E)``: what the encoder read (after embedding / projection, or a series
     model's per-series normalisation and window averaging); ``stride``: input steps
     averaged into one traced step (a series model's ``max_steps``; ``T`` and
-    ``valid_length`` are then those of the averaged series).
+    ``valid_length`` are then those of the averaged series); ``side``: what a branch
+    beside the encoder read (a series model's ``conv_input (N, T'', C')`` and
+    ``conv_valid_length (N,)``, at the convolutional branch's own resolution).
     """
 
     cell_type: str
@@ -45,6 +47,7 @@ class Trace:
     final_states: list[np.ndarray] = field(default_factory=list)
     inputs: np.ndarray | None = None
     stride: int = 1
+    side: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[str]:
@@ -59,6 +62,7 @@ class Trace:
         if self.inputs is not None:
             flat["input"] = self.inputs
         flat["stride"] = np.array(self.stride)
+        flat.update({f"side/{name}": value for name, value in self.side.items()})
         return flat
 
     def mask(self) -> np.ndarray:
@@ -165,26 +169,28 @@ def trace(model, x, valid_length=None, states: list | None = None,
                   for s in states]
     with mx.autograd.pause(train_mode=False):
         enc_in, enc_lengths = view.stage(x, lengths)
+        side = {name: v.asnumpy() for name, v in view.side(x, lengths).items()}
         parts, out, finals = run_encoder(view, enc_in, enc_lengths, states)
     cell_type = view.encoder.cell_type
     numpy_parts = {key: {name: np.ascontiguousarray(np.swapaxes(v.asnumpy(), 0, 1))
                          for name, v in kept.items() if name in PARTS[cell_type]}
                    for key, kept in parts.items()}
     return Trace(cell_type, enc_lengths.asnumpy().astype(np.int64), numpy_parts,
-                 out.asnumpy(), [f.asnumpy() for f in finals], enc_in.asnumpy(), view.stride)
+                 out.asnumpy(), [f.asnumpy() for f in finals], enc_in.asnumpy(), view.stride,
+                 side)
 
 
 def model_outputs(model, tr: Trace, ctx: mx.Context | None = None) -> np.ndarray:
     """The model's outputs computed from a trace's top-layer ``h`` (plus, for a series
-    model, its convolutional branch on ``tr.inputs``): logits ``(N, T, V)`` of a language
+    model, its convolutional branch on ``tr.side``): logits ``(N, T, V)`` of a language
     model, ``(N, T, K)`` per step or ``(N, K)`` pooled."""
     ctx = ctx or mx.cpu()
     view = view_of(model)
     top = max(int(key[1:]) for key in tr.parts)
     out = np.concatenate([tr.parts[key]["h"] for key in tr.parts if int(key[1:]) == top],
                          axis=2)  # (N, T, D*H), forward then reverse
-    enc_in = None if tr.inputs is None else nd.array(tr.inputs, ctx=ctx)
+    side = {name: nd.array(v, ctx=ctx) for name, v in tr.side.items()}
     with mx.autograd.pause(train_mode=False):
         out = view.head(nd.array(out, ctx=ctx),
-                        nd.array(tr.valid_length, ctx=ctx, dtype="float32"), enc_in)
+                        nd.array(tr.valid_length, ctx=ctx, dtype="float32"), side)
     return out.asnumpy()

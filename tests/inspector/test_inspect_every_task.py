@@ -19,7 +19,7 @@ SMALL_FCN = {"model.conv_filters": "4,6,4"}
 SERIES_TASKS = {"vowels": 3, "uea": 1, "series-regression": 4}  # the window of each
 TASK_FLAGS = {
     "digits": {},
-    "vowels": {**SMALL_FCN, "model.max_steps": 10},
+    "vowels": {**SMALL_FCN, "model.max_steps": 10, "model.conv_steps": 0},  # conv: every step
     "uea": {"data.name": "ItalyPowerDemand", **SMALL_FCN},
     "series-regression": {**SMALL_FCN, "model.max_steps": 30},
     "vowels-plain": {"model.family": "lstm", "model.series_norm": "false",

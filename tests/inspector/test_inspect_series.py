@@ -49,6 +49,9 @@ def _stir_batch_norms(model, seed=1):
     {"conv_filters": (5,), "stride": 2, "target": (10.0, 2.0), "num_layers": 2},
     {"series_norm": True, "keep_level": True, "conv_filters": (4,), "stride": 2},
     {"series_norm": True},  # no conv branch
+    # the convolutional branch at its own resolution: every step, or finer windows
+    {"series_norm": True, "conv_filters": (4, 6), "stride": 3, "conv_stride": 1},
+    {"conv_filters": (4,), "stride": 4, "conv_stride": 2, "keep_level": False},
 ])
 def test_outputs_from_trace_equal_the_fused_forward(cell, options):
     model = _model(cell, **options)
@@ -63,6 +66,10 @@ def test_outputs_from_trace_equal_the_fused_forward(cell, options):
     np.testing.assert_array_equal(tr.valid_length, -(-lengths // stride))
     assert tr.outputs.shape[1] == -(-11 // stride) and tr.inputs.shape[1] == tr.outputs.shape[1]
     np.testing.assert_allclose(model_outputs(model, tr), expected, atol=1e-5, rtol=0)
+    if "conv_filters" in options:
+        conv_stride = options.get("conv_stride", stride)
+        assert tr.side["conv_input"].shape[1] == -(-11 // conv_stride)
+        np.testing.assert_array_equal(tr.side["conv_valid_length"], -(-lengths // conv_stride))
     layers = options.get("num_layers", 1)
     assert tr.keys == ["l0", "r0", "l1", "r1"][:2 * layers]
     for parts in tr.parts.values():  # masked past each averaged sequence's end
@@ -85,8 +92,9 @@ def test_the_trace_reads_the_normalised_series():
     np.testing.assert_allclose(again.parts["l0"]["c"], tr.parts["l0"]["c"], atol=1e-4)
 
 
-def test_gradient_flow_goes_through_the_recurrent_branch_only():
-    model = _model(series_norm=True, conv_filters=(4, 6), stride=2)
+@pytest.mark.parametrize("conv_stride", [None, 1])
+def test_gradient_flow_goes_through_the_recurrent_branch_only(conv_stride):
+    model = _model(series_norm=True, conv_filters=(4, 6), stride=2, conv_stride=conv_stride)
     x, lengths = _data(channels=1)
     y = np.array([0, 2, 1, 2])
     logits = model(mx.nd.array(x), mx.nd.array(lengths)).asnumpy()

@@ -50,7 +50,9 @@ def test_inspect_a_series_model_run(name, runs, tmp_path, capsys):
     parts = {key: {p: arrays[f"{key}/{p}"] for p in "ifogch"} for key in ("l0", "r0")}
     tr = Trace("lstm", arrays["valid_length"], parts,
                np.concatenate([parts["l0"]["h"], parts["r0"]["h"]], axis=2),
-               inputs=arrays["input"], stride=stride)
+               inputs=arrays["input"], stride=stride,
+               side={name: arrays[f"side/{name}"] for name in ("conv_input",
+                                                               "conv_valid_length")})
     expected = ex.model(mx.nd.array(x), mx.nd.array(lengths)).asnumpy()
     np.testing.assert_allclose(model_outputs(ex.model, tr), expected, atol=1e-5, rtol=0)
     summary = json.loads((out / "summary.json").read_text())
