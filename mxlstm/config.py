@@ -172,6 +172,9 @@ class TrainConfig:
     nan_policy: str = opt("stop", "non-finite loss: stop the run or skip the batch",
                           ("stop", "skip"))
     max_batches: int = opt(0, "stop each epoch after this many batches (0 = all)", low=0)
+    min_steps: int = opt(0, "train at least this many optimizer steps: the epochs are raised "
+                         "when the training split is small (0 = off)", low=0,
+                         high=100_000_000)
     eval_batch_size: int = opt(256, "batch size for evaluation", low=1, high=MAX_BATCH)
     progress: bool = opt(True, "tqdm progress bars")
     ensemble: int = opt(1, "train this many seeds (seed, seed+1, ...) and average their "
