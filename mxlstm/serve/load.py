@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mxlstm.kinds import KINDS
 from mxlstm.serve.archive import read_archive
 from mxlstm.serve.http import Client
 from mxlstm.serve.server import ServeOptions, Server
@@ -37,8 +38,8 @@ def sample_input(meta: dict, seed: int = 0):
     ``(T, C)`` with ``T`` the export's fixed length, else 8."""
     spec = meta["input"]
     if spec["type"] == "tokens":
-        return "she was not a fine film, part 1" if meta["kind"] != "language_model" \
-            else "she was"
+        stateful = KINDS[meta["kind"]].stateful  # a language model: a context to go on
+        return "she was" if stateful else "she was not a fine film, part 1"
     steps = spec.get("fixed_length") or spec.get("sequence_length") or 8
     return np.random.RandomState(seed).rand(steps, spec["features"]).round(4).tolist()
 
