@@ -173,7 +173,8 @@ class TrainConfig:
                           ("stop", "skip"))
     max_batches: int = opt(0, "stop each epoch after this many batches (0 = all)", low=0)
     min_steps: int = opt(0, "train at least this many optimizer steps: the epochs are raised "
-                         "when the training split is small (0 = off)", low=0,
+                         "when the training split is small (0 = off; a preset's value is "
+                         "dropped when train.epochs or train.max_batches is given)", low=0,
                          high=100_000_000)
     eval_batch_size: int = opt(256, "batch size for evaluation", low=1, high=MAX_BATCH)
     progress: bool = opt(True, "tqdm progress bars")

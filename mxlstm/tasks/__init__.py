@@ -61,7 +61,9 @@ def user_config(task: str, config_file: str | Path | None = None,
     """The effective configuration: defaults < preset < TOML file < flags, where unknown
     keys, keys the task ignores and a file of another task are errors, and a model too big
     to allocate is refused before any data is read. ``layers`` (``(overrides, source)``
-    pairs, e.g. from the CLI) replaces ``config_file`` and ``flags``."""
+    pairs, e.g. from the CLI) replaces ``config_file`` and ``flags``. A preset's
+    ``train.min_steps`` is dropped when the user gives ``train.epochs`` or
+    ``train.max_batches`` (and not ``train.min_steps`` itself)."""
     cfg = default_config(task)
     if layers is None:
         layers = []
@@ -71,6 +73,10 @@ def user_config(task: str, config_file: str | Path | None = None,
     for overrides, source in layers:
         cfg = apply_overrides(cfg, overrides, source)  # unknown keys, types, ranges first
         check_used(task, overrides, source)
+    given = {key for overrides, _ in layers for key in overrides}
+    if cfg.train.min_steps and "train.min_steps" not in given and \
+            given & {"train.epochs", "train.max_batches"}:  # the user chose the length
+        cfg = apply_overrides(cfg, {"train.min_steps": 0}, "train.epochs given")
     ignored = ignored_keys(task)
     tokens = "model.embed_size" not in ignored
     check_model_size(cfg, model_tensors(cfg, cfg.model.embed_size if tokens else 1,

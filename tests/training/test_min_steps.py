@@ -27,3 +27,11 @@ def test_epochs_are_raised_to_reach_min_steps_and_recorded(tmp_path):
 def test_min_steps_below_the_epochs_changes_nothing(tmp_path):
     cfg = user_config("adding", flags={**TINY, "train.epochs": 2, "train.min_steps": 3})
     assert runs.train(cfg, tmp_path / "run", progress="off", quiet=True)["epochs_run"] == 2
+
+
+def test_a_presets_min_steps_yields_to_the_users_epochs():
+    assert user_config("uea").train.min_steps == 1000  # the series preset's
+    assert user_config("uea", flags={"train.epochs": 5}).train.min_steps == 0
+    assert user_config("uea", flags={"train.max_batches": 2}).train.min_steps == 0
+    both = user_config("uea", flags={"train.epochs": 5, "train.min_steps": 300})
+    assert (both.train.epochs, both.train.min_steps) == (5, 300)
