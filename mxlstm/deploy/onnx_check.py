@@ -108,7 +108,10 @@ def _reference(prepared, cfg, meta: dict, arrays: dict) -> tuple[list, list]:
     outputs = [model(x, lengths).asnumpy()]
     trained = model.encoder
     encoder = trained.variant(return_states=True, fused="auto")
-    for stage in (model.embedding, model.projection):
+    prepare = getattr(model, "encoder_input", None)
+    if prepare is not None:  # the series model: z-norm, window averaging
+        x, lengths = prepare(mx.nd, x, lengths)
+    for stage in () if prepare is not None else (model.embedding, model.projection):
         if stage is not None:
             x = stage(x)
     _, finals = encoder(x, lengths)

@@ -35,7 +35,7 @@ def onnx_refusal(model) -> str | None:
     """Why the trained ``model`` has no exact ONNX graph, or None (needs no onnx)."""
     from mxlstm.blocks.recurrent import RecurrentLayer
 
-    refusal = getattr(model, "export_refusal", None)  # SeriesModel, ensembles
+    refusal = getattr(model, "export_refusal", None)  # ensembles
     if refusal:
         return refusal
     encoder = getattr(model, "encoder", None)
@@ -121,8 +121,9 @@ def _load(meta: dict, model_dir):
 
 
 def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
+    from mxlstm.deploy import onnx_series
     from mxlstm.deploy.onnx_check import check_model
-    from mxlstm.deploy.onnx_graph import OPSET, build_onnx
+    from mxlstm.deploy.onnx_graph import OPSET, build_onnx, is_series
 
     prepared, cfg, _ = _load(meta, model_dir)
     model, kind, streaming = prepared.model, meta["kind"], bool(meta.get("streaming"))
@@ -153,6 +154,7 @@ def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
         "recurrent_ops": f"{encoder.num_layers} x ONNX {op}"
                          + (" bidirectional" if encoder.num_directions == 2 else "")
                          + (" with sequence_lens" if "valid_length" in spec["names"] else ""),
+        "other_stages": onnx_series.stages(model) if is_series(model) else [],
         "verification": {**report, "tolerance": TOLERANCE},
         "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
     }

@@ -24,7 +24,9 @@ reshaped to ``(T, N, D*H)`` (forward then reverse) for the next layer; the final
 ``(D, N, H)`` of the layers are concatenated to ``(L*D, N, H)`` in mxlstm's state order
 ``l0, r0, l1, ...``. Pooling ``last`` reads the top layer's ``Y_h`` (forward: the state at
 step ``length - 1``; reverse: after reading the whole row), ``mean`` / ``max`` and per-step
-heads use a length mask. Dropouts are identities at inference and are left out.
+heads use a length mask. Dropouts are identities at inference and are left out. The series
+model's z-normalisation, window averaging and convolutional branch are
+:mod:`mxlstm.deploy.onnx_series`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+from mxlstm.deploy import onnx_series
 from mxlstm.kinds import KINDS
 
 OPSET = 17
@@ -187,6 +190,13 @@ def _pool(g: _Graph, out: str, how: str, lengths_f: str | None, top: str) -> str
     return g.op("ReduceMax", [kept], axes=[1], keepdims=0)
 
 
+def is_series(model) -> bool:
+    """Whether ``model`` is the series model (its stages: :mod:`mxlstm.deploy.onnx_series`)."""
+    from mxlstm.blocks.series_model import SeriesModel
+
+    return isinstance(model, SeriesModel)
+
+
 def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list[str],
                check_states: bool = False):
     """ONNX ``ModelProto`` of a trained model.
@@ -223,6 +233,9 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
         x = g.op("Cast", [x], to=TensorProto.FLOAT)
     if getattr(model, "projection", None) is not None:
         x = _dense(g, x, model.projection)
+    series = is_series(model)
+    if series:  # z-norm and window averaging before the encoder (mxlstm.deploy.onnx_series)
+        x, lengths_f, lengths = onnx_series.series_input(g, model, x, lengths_f, lengths)
     seq, finals, top = _recurrent(g, g.op("Transpose", [x], perm=[1, 0, 2]), model.encoder,
                                   lengths or "", states)
     out = g.op("Transpose", [seq], perm=[1, 0, 2])  # (N, T, D*H)
@@ -235,6 +248,9 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
             mask = g.op("Cast", [_mask(g, out, lengths_f)], to=TensorProto.FLOAT)
             out = g.op("Mul", [out, mask])
         main = _head(g, out, model.head)
+    elif series:
+        pooled = _pool(g, out, model.pooling, lengths_f, top[0])
+        main = onnx_series.series_output(g, model, x, lengths_f, pooled, _head)
     else:
         main = _head(g, _pool(g, out, model.pooling, lengths_f, top[0]), model.head)
     results = [main] + (finals if states else [])
