@@ -18,7 +18,8 @@ from test_predictor import RUNS, TINY, exported, probs, tiny_run
 from mxlstm import runs
 from mxlstm.cli import main
 from mxlstm.config import apply_overrides
-from mxlstm.data.sources import load_digits
+from mxlstm.data.fileio import embedded_path
+from mxlstm.data.sources import load_digits, load_ts
 from mxlstm.deploy.export import export_model
 from mxlstm.deploy.onnx_export import export_onnx
 from mxlstm.deploy.predictor import ModelFilesError, Predictor
@@ -55,14 +56,14 @@ def onnx_exported(base: Path, name: str, streaming: bool = False) -> Path:
 def raw_inputs(name: str) -> list:
     if name == "text":
         return TEXTS
-    if name == "vowels":  # series of several lengths
+    if name.startswith("vowels"):  # series of several lengths
         rng = np.random.RandomState(0)
         return [rng.randn(n, 12) for n in (7, 20, 13, 29, 9)]
     seqs = load_digits().sequences[:6]
     return [s[:n] for s, n in zip(seqs, (8, 3, 8, 5, 1, 8))]  # prefixes: lengths vary
 
 
-@pytest.mark.parametrize("name", ["digits", "vowels", "text"])
+@pytest.mark.parametrize("name", ["digits", "vowels", "vowels-fcn", "text"])
 def test_variable_length_classifier_matches_the_mxnet_predictor(base, name):
     prefix = onnx_exported(base, name)
     record = read_meta(prefix)["onnx"]
@@ -77,6 +78,9 @@ def test_variable_length_classifier_matches_the_mxnet_predictor(base, name):
     mine, theirs = mx_p.predict(items), ort_p.predict(items)
     assert np.abs(probs(mine, mx_p.labels) - probs(theirs, mx_p.labels)).max() <= 1e-5
     assert [a["label"] for a in mine] == [a["label"] for a in theirs]
+    if name == "vowels-fcn":  # the preset's LSTM-FCN: conv branch, batch norm
+        assert record["other_stages"] == ["3 x Conv/BatchNormalization/Relu [64, 128, 64], "
+                                          "masked mean"]
     alone = [ort_p.predict_one(item) for item in items]  # unpadded, one at a time
     assert np.abs(probs(alone, mx_p.labels) - probs(theirs, mx_p.labels)).max() <= 1e-5
 
@@ -197,3 +201,36 @@ def test_latency_interleaves_backends_and_records_threads(base):
     assert result["exports"][2]["batches"]["3"]["vs_first"]["graph_only"] > 0
     threads = result["machine"]["onnxruntime"]
     assert threads["intra_op_num_threads"] == 1 and threads["version"] == ort.__version__
+
+
+def test_univariate_series_model_fixed_length_and_one_line_refusals(base, tmp_path, capsys):
+    """GunPoint with the uea preset: per-series z-norm, windows of 2 of its 150 steps, the
+    conv branch; both exports (valid_length, --fixed-length) in MXNet and ONNX Runtime."""
+    run = tiny_run(base, "uea-gunpoint")
+    prefix = onnx_exported(base, "uea-gunpoint")
+    record = read_meta(prefix)["onnx"]
+    assert record["other_stages"][:2] == ["per-series z-normalisation",
+                                          "windows of 2 steps averaged"]
+    assert record["verification"]["max_abs_diff"] <= 1e-5
+    series = load_ts(embedded_path("uea/GunPoint_TEST.ts")).sequences[:5]
+    items = [s[:n] for s, n in zip(series, (150, 90, 37, 150, 3))]
+    mx_p, ort_p = Predictor(prefix), Predictor(prefix, backend="onnxruntime")
+    labels = mx_p.labels
+    assert np.abs(probs(mx_p.predict(items), labels)
+                  - probs(ort_p.predict(items), labels)).max() <= 1e-5
+    fixed = tmp_path / "fixed"
+    meta = export_model(run, fixed, fixed_length=True)
+    assert meta["input"]["names"] == ["data"] and meta["input"]["fixed_length"] == 150
+    assert meta["verification"]["fixed_length_vs_trained_max_abs_diff"] <= 1e-5
+    export_onnx(fixed, model_dir=run)
+    full = series[:4]
+    expected = probs(mx_p.predict(full), labels)
+    for backend in ("mxnet", "onnxruntime"):
+        got = probs(Predictor(fixed, backend=backend).predict(full), labels)
+        assert np.abs(got - expected).max() <= 1e-5, backend
+    capsys.readouterr()
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "s"),
+                 "--streaming"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(
+        "mxlstm: error: cannot export for streaming: the series model reads the whole series")
