@@ -9,8 +9,8 @@
       -> [window average: AveragePool of s steps over (N, C, T), zeros past the end;
           lengths -> ceil(lengths / s)]
       -> recurrent encoder + pooling (onnx_graph)       -+
-      -> [conv branch: (Conv -> BatchNormalization ->   -+-> Concat -> head [-> * std + mean]
-          Relu -> * mask) per layer, masked mean over T]
+      -> [conv branch: (Conv with the BatchNorm folded -+-> Concat -> head [-> * std + mean]
+          in -> Relu -> * mask) per layer, masked mean over T]
 
 Every stage keeps the padded steps at zero as mxlstm does, so garbage in the padding
 never reaches an answer. An even kernel ``k`` is padded ``(k/2, k/2 - 1)``: the first
@@ -70,6 +70,20 @@ def average_steps(g, x: str, lengths_f: str, stride: int) -> tuple[str, str]:
     return out, steps
 
 
+def _fold_batch_norm(weight: np.ndarray, norm) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm after a bias-free convolution folded into its weights:
+    ``W * a`` and ``beta - mean * a``, ``a = gamma / sqrt(var + eps)`` per channel (one
+    ``Conv`` node, whose weights int8 quantizes per output channel)."""
+    kwargs = norm._kwargs
+    if kwargs.get("axis", 1) != 1:
+        raise ValueError("a BatchNorm over another axis than the channels is not exported")
+    gamma = np.ones(norm.gamma.shape, np.float32) if kwargs.get("fix_gamma") \
+        else _numpy(norm.gamma)
+    scale = gamma / np.sqrt(_numpy(norm.running_var) + np.float32(kwargs["eps"]))
+    bias = _numpy(norm.beta) - _numpy(norm.running_mean) * scale
+    return (weight * scale[:, None, None]).astype(np.float32), bias.astype(np.float32)
+
+
 def conv_branch(g, x: str, lengths_f: str, branch) -> str:
     """:class:`~mxlstm.blocks.series_blocks.ConvBranch` of ``x (N, T, C)``:
     ``(N, filters[-1])``, the mean of the last layer over each row's valid steps."""
@@ -85,19 +99,11 @@ def conv_branch(g, x: str, lengths_f: str, branch) -> str:
         if tuple(conv._kwargs["stride"]) != (1,) or tuple(conv._kwargs["dilate"]) != (1,) \
                 or conv._kwargs["num_group"] != 1:
             raise ValueError("a strided, dilated or grouped convolution is not exported")
+        weight, bias = _fold_batch_norm(_numpy(conv.weight), norm)
         left = kernel // 2
-        y = g.op("Conv", [h, g.const("conv_W", _numpy(conv.weight))], kernel_shape=[kernel],
-                 pads=[left, left - (1 - kernel % 2)], strides=[1], dilations=[1], group=1)
-        kwargs = norm._kwargs
-        if kwargs.get("axis", 1) != 1:
-            raise ValueError("a BatchNorm over another axis than the channels is not exported")
-        gamma = np.ones(norm.gamma.shape, np.float32) if kwargs.get("fix_gamma") \
-            else _numpy(norm.gamma)
-        y = g.op("BatchNormalization", [y, g.const("bn_scale", gamma),
-                                        g.const("bn_bias", _numpy(norm.beta)),
-                                        g.const("bn_mean", _numpy(norm.running_mean)),
-                                        g.const("bn_var", _numpy(norm.running_var))],
-                 epsilon=float(kwargs["eps"]))
+        y = g.op("Conv", [h, g.const("conv_W", weight), g.const("conv_b", bias)],
+                 kernel_shape=[kernel], pads=[left, left - (1 - kernel % 2)], strides=[1],
+                 dilations=[1], group=1)
         h = g.op("Mul", [g.op("Relu", [y]), mask])
     total = g.op("ReduceSum", [h, _axis(g, 2)], keepdims=0)
     return g.op("Div", [total, g.op("Unsqueeze", [lengths_f, _axis(g, 1)])])
@@ -121,7 +127,7 @@ def stages(model) -> list[str]:
     if model.stride > 1:
         out.append(f"windows of {model.stride} steps averaged")
     if model.conv is not None:
-        out.append(f"{len(model.conv.filters)} x Conv/BatchNormalization/Relu "
+        out.append(f"{len(model.conv.filters)} x Conv (BatchNorm folded in)/Relu "
                    f"{list(model.conv.filters)}, masked mean")
     if model.target_mean is not None:
         out.append("target de-standardised")

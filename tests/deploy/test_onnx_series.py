@@ -96,11 +96,12 @@ def test_fixed_length_series_graph(options):
         assert np.abs(run(sess, arrays)["logits"] - reference).max() <= TOL
 
 
-def test_graph_holds_conv_and_batch_norm_nodes():
+def test_graph_holds_conv_nodes_with_batch_norm_folded_in():
     model = _model(**CASES[1])
     proto = build_onnx(model, "sequence_classification", False, _spec(), ["logits"])
     ops = [n.op_type for n in proto.graph.node]
-    assert ops.count("Conv") == 4 and ops.count("BatchNormalization") == 4
+    assert ops.count("Conv") == 4 and "BatchNormalization" not in ops  # folded into Conv
+    assert all(len(n.input) == 3 for n in proto.graph.node if n.op_type == "Conv")
     assert ops.count("AveragePool") == 1 and ops.count("LSTM") == 1
     pads = [list(a.ints) for n in proto.graph.node if n.op_type == "Conv"
             for a in n.attribute if a.name == "pads"]
