@@ -68,6 +68,21 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, names, **attrs))
         return names[0] if len(names) == 1 else names
 
+    def pruned(self, outputs: list[str]) -> tuple[list, list]:
+        """``(nodes, initializers)`` that the graph ``outputs`` need: ONNX Runtime runs
+        every node it is given (a last layer's unused ``Y`` and its transposes cost ~20 us
+        a call at batch 1). A recurrent node's unused ``Y`` output is left unnamed, so
+        the kernel does not write it."""
+        needed, nodes = set(outputs), []
+        for node in reversed(self.nodes):
+            if not needed.intersection(node.output):
+                continue
+            if node.op_type in ("LSTM", "GRU", "RNN") and node.output[0] not in needed:
+                node.output[0] = ""  # optional output Y
+            needed.update(i for i in node.input if i)
+            nodes.append(node)
+        return nodes[::-1], [t for t in self.initializers if t.name in needed]
+
 
 def _numpy(param) -> np.ndarray:
     return param.data().asnumpy().astype(np.float32)
@@ -267,7 +282,8 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
     for value, name, shape in zip(results, list(output_names) + extra, shapes):
         g.op("Identity", [value], [name])
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
-    graph = helper.make_graph(g.nodes, "mxlstm", inputs, outputs, g.initializers)
+    nodes, initializers = g.pruned([o.name for o in outputs])
+    graph = helper.make_graph(nodes, "mxlstm", inputs, outputs, initializers)
     proto = helper.make_model(graph, producer_name="mxlstm",
                               opset_imports=[helper.make_opsetid("", OPSET)])
     proto.ir_version = 8  # onnxruntime 1.15 reads IR <= 9; onnx 1.14 writes 9
