@@ -71,10 +71,11 @@ def _modules():
 
 
 def export_onnx(prefix: str | Path, model_dir: str | Path, onnx_path: str | Path | None = None,
-                int8: bool = False) -> dict:
+                int8: bool = False, int8_conv: bool = False) -> dict:
     """Write ``PREFIX.onnx`` (and with ``int8`` ``PREFIX-int8.onnx``) for the mxlstm export
     ``PREFIX`` of the trained run ``model_dir``; returns the ``onnx`` record of
-    ``PREFIX-meta.json`` plus ``path``.
+    ``PREFIX-meta.json`` plus ``path``. ``int8_conv``: the int8 graph also quantizes the
+    series model's convolutions (smaller, slower in ONNX Runtime 1.15: docs/benchmarks.md).
 
     Raises :class:`ModelFileError` ("ONNX export refused: ...") when the model has no exact
     ONNX form or the check fails (the file is then removed), :class:`MxlstmError` with
@@ -93,7 +94,7 @@ def export_onnx(prefix: str | Path, model_dir: str | Path, onnx_path: str | Path
         else Path(str(path) + INT8_SUFFIX)
     try:
         result = _export(meta, path, model_dir, onnx, onnxruntime)
-        result["int8"] = _quantize(path, int8_path, meta, model_dir) if int8 else None
+        result["int8"] = _quantize(path, int8_path, meta, int8_conv) if int8 else None
     except ModelFileError as err:
         path.unlink(missing_ok=True)
         int8_path.unlink(missing_ok=True)
@@ -160,16 +161,17 @@ def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
     }
 
 
-def _quantize(path: Path, int8_path: Path, meta: dict, model_dir) -> dict:
+def _quantize(path: Path, int8_path: Path, meta: dict, conv: bool = False) -> dict:
     """``PREFIX-int8.onnx`` by dynamic quantization (int8 weights, activations quantized
     per call); records sizes and the change of the outputs on the check batches."""
     from mxlstm.deploy.onnx_check import compare_sessions
     from mxlstm.deploy.onnx_quantize import quantize
 
-    ops = quantize(path, int8_path)
+    ops = quantize(path, int8_path, conv=conv)
     diff = compare_sessions(path.read_bytes(), int8_path.read_bytes(), meta)
     return {"file": int8_path.name, "sha256": _sha256(int8_path),
             "bytes": int8_path.stat().st_size,
             "size_ratio": round(path.stat().st_size / int8_path.stat().st_size, 3),
             "quantized_ops": ops, "method": "onnxruntime.quantization.quantize_dynamic "
-            "(QInt8 weights, per-tensor)", "vs_fp32": diff}
+            "(QInt8 weights, per-tensor" + ("; Conv: QUInt8" if conv else "") + ")",
+            "vs_fp32": diff}

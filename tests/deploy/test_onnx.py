@@ -234,3 +234,21 @@ def test_univariate_series_model_fixed_length_and_one_line_refusals(base, tmp_pa
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith(
         "mxlstm: error: cannot export for streaming: the series model reads the whole series")
+
+
+def test_int8_of_the_series_model_keeps_conv_fp32_unless_asked(base, tmp_path):
+    prefix = onnx_exported(base, "vowels-fcn")
+    default = read_meta(prefix)["onnx"]["int8"]
+    assert "ConvInteger" not in default["quantized_ops"]
+    assert default["quantized_ops"]["DynamicQuantizeLSTM"] == 1
+    run = tiny_run(base, "vowels-fcn")
+    copy = tmp_path / "conv8"
+    export_model(run, copy)
+    record = export_onnx(copy, model_dir=run, int8=True, int8_conv=True)["int8"]
+    assert record["quantized_ops"]["ConvInteger"] == 3 and "Conv: QUInt8" in record["method"]
+    assert record["size_ratio"] > 2 * default["size_ratio"]  # the conv weights dominate
+    assert record["vs_fp32"]["top1_agreement"] >= 0.8
+    items = raw_inputs("vowels")
+    fp, q = Predictor(copy, backend="onnxruntime"), Predictor(copy, backend="onnxruntime-int8")
+    diff = np.abs(probs(q.predict(items), fp.labels) - probs(fp.predict(items), fp.labels))
+    assert 0 < diff.max() < 0.2
