@@ -34,10 +34,14 @@ INT8_SUFFIX = "-int8.onnx"
 def onnx_refusal(model) -> str | None:
     """Why the trained ``model`` has no exact ONNX graph, or None (needs no onnx)."""
     from mxlstm.blocks.recurrent import RecurrentLayer
+    from mxlstm.ensemble import EnsembleModel
 
-    refusal = getattr(model, "export_refusal", None)  # ensembles
-    if refusal:
-        return refusal
+    if isinstance(model, EnsembleModel):  # one graph of the members: each must export
+        for k, member in enumerate(model._members):
+            reason = onnx_refusal(member)
+            if reason:
+                return f"ensemble member {k}: {reason}"
+        return None
     encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, RecurrentLayer):
         return f"the encoder is a {type(encoder).__name__}, not an mxlstm RecurrentLayer"
@@ -124,7 +128,7 @@ def _load(meta: dict, model_dir):
 def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
     from mxlstm.deploy import onnx_series
     from mxlstm.deploy.onnx_check import check_model
-    from mxlstm.deploy.onnx_graph import OPSET, build_onnx, is_series
+    from mxlstm.deploy.onnx_graph import OPSET, build_onnx, is_ensemble, is_series
 
     prepared, cfg, _ = _load(meta, model_dir)
     model, kind, streaming = prepared.model, meta["kind"], bool(meta.get("streaming"))
@@ -142,20 +146,25 @@ def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
         first = (str(err).strip().splitlines() or [repr(err)])[0][:300]
         raise ModelFileError(f"building or running the ONNX graph failed "
                              f"({type(err).__name__}: {first})") from None
-    worst = max(report["max_abs_diff"], report["states_max_abs_diff"])
+    worst = max(report["max_abs_diff"], report["states_max_abs_diff"] or 0.0)
     if not worst <= TOLERANCE:
         raise ModelFileError(f"ONNX Runtime differs from mxlstm by {worst:.3g} > {TOLERANCE}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(proto.SerializeToString())
-    encoder = model.encoder
+    members = model._members if is_ensemble(model) else [model]
+    encoder = members[0].encoder
     op = {"lstm": "LSTM", "gru": "GRU"}.get(encoder.cell_type, "RNN")
+    stages = onnx_series.stages(members[0]) if is_series(members[0]) else []
+    if len(members) > 1 or is_ensemble(model):
+        stages.append(f"{len(members)} ensemble members averaged")
     return {
         "exported": True, "file": path.name, "sha256": _sha256(path), "opset": OPSET,
         "bytes": path.stat().st_size, "inputs": spec["names"], "outputs": out_names,
-        "recurrent_ops": f"{encoder.num_layers} x ONNX {op}"
+        "recurrent_ops": (f"{len(members)} x " if len(members) > 1 else "")
+                         + f"{encoder.num_layers} x ONNX {op}"
                          + (" bidirectional" if encoder.num_directions == 2 else "")
                          + (" with sequence_lens" if "valid_length" in spec["names"] else ""),
-        "other_stages": onnx_series.stages(model) if is_series(model) else [],
+        "other_stages": stages,
         "verification": {**report, "tolerance": TOLERANCE},
         "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
     }

@@ -212,6 +212,49 @@ def is_series(model) -> bool:
     return isinstance(model, SeriesModel)
 
 
+def model_body(g: _Graph, model, kind: str, streaming: bool, x: str, dtype: str,
+               lengths_f: str | None, lengths: str | None, states: list[str]
+               ) -> tuple[str, list[str]]:
+    """The nodes of one trained model from its input ``x`` (of ``dtype``) and lengths
+    (float ``(N,)`` and int32, or None): ``(main output, final states (L*D, N, H))``."""
+    embedding = getattr(model, "embedding", None)
+    if embedding is not None:
+        ids = g.op("Cast", [x], to=TensorProto.INT64)
+        x = g.op("Gather", [g.const("embedding", _numpy(embedding.weight)), ids], axis=0)
+    elif dtype != "float32":
+        x = g.op("Cast", [x], to=TensorProto.FLOAT)
+    if getattr(model, "projection", None) is not None:
+        x = _dense(g, x, model.projection)
+    series = is_series(model)
+    if series:  # z-norm and window averaging before the encoder (mxlstm.deploy.onnx_series)
+        x, lengths_f, lengths = onnx_series.series_input(g, model, x, lengths_f, lengths)
+    seq, finals, top = _recurrent(g, g.op("Transpose", [x], perm=[1, 0, 2]), model.encoder,
+                                  lengths or "", states)
+    out = g.op("Transpose", [seq], perm=[1, 0, 2])  # (N, T, D*H)
+    if KINDS[kind].answer == "tokens":  # a language model
+        main = _head(g, out, model.decoder)
+    elif streaming:
+        main = _head(g, out, model.head)
+    elif model.per_step:
+        if lengths_f is not None:  # mxlstm zeroes the encoder's output past each length
+            mask = g.op("Cast", [_mask(g, out, lengths_f)], to=TensorProto.FLOAT)
+            out = g.op("Mul", [out, mask])
+        main = _head(g, out, model.head)
+    elif series:
+        pooled = _pool(g, out, model.pooling, lengths_f, top[0])
+        main = onnx_series.series_output(g, model, x, lengths_f, pooled, _head)
+    else:
+        main = _head(g, _pool(g, out, model.pooling, lengths_f, top[0]), model.head)
+    return main, finals
+
+
+def is_ensemble(model) -> bool:
+    """Whether ``model`` is a seed ensemble (:mod:`mxlstm.deploy.onnx_ensemble`)."""
+    from mxlstm.ensemble import EnsembleModel
+
+    return isinstance(model, EnsembleModel)
+
+
 def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list[str],
                check_states: bool = False):
     """ONNX ``ModelProto`` of a trained model.
@@ -239,35 +282,13 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
     if [i.name for i in inputs] != names:
         raise ValueError(f"cannot build graph inputs {names}")
 
-    x = "data"
-    embedding = getattr(model, "embedding", None)
-    if embedding is not None:
-        ids = g.op("Cast", [x], to=TensorProto.INT64)
-        x = g.op("Gather", [g.const("embedding", _numpy(embedding.weight)), ids], axis=0)
-    elif spec["dtype"] != "float32":
-        x = g.op("Cast", [x], to=TensorProto.FLOAT)
-    if getattr(model, "projection", None) is not None:
-        x = _dense(g, x, model.projection)
-    series = is_series(model)
-    if series:  # z-norm and window averaging before the encoder (mxlstm.deploy.onnx_series)
-        x, lengths_f, lengths = onnx_series.series_input(g, model, x, lengths_f, lengths)
-    seq, finals, top = _recurrent(g, g.op("Transpose", [x], perm=[1, 0, 2]), model.encoder,
-                                  lengths or "", states)
-    out = g.op("Transpose", [seq], perm=[1, 0, 2])  # (N, T, D*H)
-    if KINDS[kind].answer == "tokens":  # a language model
-        main = _head(g, out, model.decoder)
-    elif streaming:
-        main = _head(g, out, model.head)
-    elif model.per_step:
-        if lengths_f is not None:  # mxlstm zeroes the encoder's output past each length
-            mask = g.op("Cast", [_mask(g, out, lengths_f)], to=TensorProto.FLOAT)
-            out = g.op("Mul", [out, mask])
-        main = _head(g, out, model.head)
-    elif series:
-        pooled = _pool(g, out, model.pooling, lengths_f, top[0])
-        main = onnx_series.series_output(g, model, x, lengths_f, pooled, _head)
+    if is_ensemble(model):
+        from mxlstm.deploy.onnx_ensemble import ensemble_body
+
+        main, finals = ensemble_body(g, model, kind, "data", spec["dtype"], lengths_f, lengths)
     else:
-        main = _head(g, _pool(g, out, model.pooling, lengths_f, top[0]), model.head)
+        main, finals = model_body(g, model, kind, streaming, "data", spec["dtype"], lengths_f,
+                                  lengths, states)
     results = [main] + (finals if states else [])
     if len(results) != len(output_names):
         raise ValueError(f"the graph has {len(results)} outputs, the export {output_names}")
@@ -275,7 +296,7 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
     if check_states and not states:
         extra = [f"final_state_{k}" for k in "hc"[:len(finals)]]
         results += finals
-    per_step = KINDS[kind].answer == "tokens" or streaming or model.per_step
+    per_step = KINDS[kind].answer == "tokens" or streaming or getattr(model, "per_step", False)
     shapes = [["N", "T", "K"] if per_step else ["N", "K"]]
     shapes += [s["shape"] for s in spec["states"]] or [["LD", "N", "H"]] * len(extra)
     outputs = []

@@ -252,3 +252,16 @@ def test_int8_of_the_series_model_keeps_conv_fp32_unless_asked(base, tmp_path):
     fp, q = Predictor(copy, backend="onnxruntime"), Predictor(copy, backend="onnxruntime-int8")
     diff = np.abs(probs(q.predict(items), fp.labels) - probs(fp.predict(items), fp.labels))
     assert 0 < diff.max() < 0.2
+
+
+def test_seed_ensemble_exports_as_one_onnx_graph(base):
+    prefix = onnx_exported(base, "vowels-ens")
+    record = read_meta(prefix)["onnx"]
+    assert record["recurrent_ops"] == "2 x 1 x ONNX LSTM bidirectional with sequence_lens"
+    assert record["other_stages"][-1] == "2 ensemble members averaged"
+    assert record["verification"]["max_abs_diff"] <= 1e-5
+    assert record["verification"]["states_max_abs_diff"] is None  # members' states: no
+    mx_p, ort_p = Predictor(prefix), Predictor(prefix, backend="onnxruntime")
+    items = raw_inputs("vowels")
+    assert np.abs(probs(mx_p.predict(items), mx_p.labels)
+                  - probs(ort_p.predict(items), mx_p.labels)).max() <= 1e-5

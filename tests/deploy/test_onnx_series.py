@@ -106,3 +106,32 @@ def test_graph_holds_conv_nodes_with_batch_norm_folded_in():
     pads = [list(a.ints) for n in proto.graph.node if n.op_type == "Conv"
             for a in n.attribute if a.name == "pads"]
     assert pads == [[4, 3], [2, 2], [1, 1], [1, 1]]  # kernels 8, 5, 3, 3
+
+
+@pytest.mark.parametrize("classify", [True, False], ids=["classifier", "regressor"])
+def test_seed_ensemble_is_one_graph_of_its_members(classify):
+    from mxlstm.ensemble import EnsembleModel
+
+    members = [_model(**CASES[1]), _model(**CASES[3])]
+    for k, member in enumerate(members):  # make the two members differ
+        for param in member.collect_params().values():
+            param.set_data(param.data() * (1.0 + 0.3 * k))
+    rng = np.random.RandomState(0)
+    affine = (rng.uniform(0.5, 2, C).astype(np.float32), rng.randn(C).astype(np.float32))
+    ensemble = EnsembleModel(members, classify=classify, affines=[None, affine])
+    ensemble.initialize()
+    kind = "sequence_classification" if classify else "regression"
+    proto = build_onnx(ensemble, kind, False, _spec(), ["logits"], check_states=True)
+    assert [o.name for o in proto.graph.output] == ["logits"]  # no states of its own
+    assert [n.op_type for n in proto.graph.node].count("AveragePool") == 2  # one a member
+    sess = session(proto.SerializeToString())
+    for arrays in check_batches(_spec(), seed=6):
+        x, lengths = mx.nd.array(arrays["data"]), mx.nd.array(arrays["valid_length"])
+        reference = ensemble(x, lengths).asnumpy()
+        assert np.abs(run(sess, arrays)["logits"] - reference).max() <= TOL
+        if classify:  # log of the mean of the members' probabilities
+            mean = np.mean([np.exp(m(x, lengths).log_softmax(axis=-1).asnumpy())
+                            for m in members[:1]] + [np.exp(members[1](
+                                x * mx.nd.array(affine[0]) + mx.nd.array(affine[1]),
+                                lengths).log_softmax(axis=-1).asnumpy())], axis=0)
+            assert np.abs(np.exp(reference) - mean).max() <= 1e-5

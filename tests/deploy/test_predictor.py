@@ -37,6 +37,7 @@ RUNS = {"digits": {}, "digits-uni": {"model.bidirectional": False},
         # "uea-gunpoint" the univariate one (per-series z-norm, windows of 2 of 150 steps)
         "vowels": {"model.family": "lstm", "model.series_norm": "false", "model.max_steps": 0},
         "vowels-fcn": {}, "uea-gunpoint": {"data.name": "GunPoint"},
+        "vowels-ens": {"train.ensemble": 2},  # a seed ensemble of two LSTM-FCNs
         "lm": {"data.max_vocab": 500, "model.embed_size": 16, "train.eval_batch_size": 8}}
 
 
