@@ -265,3 +265,16 @@ def test_seed_ensemble_exports_as_one_onnx_graph(base):
     items = raw_inputs("vowels")
     assert np.abs(probs(mx_p.predict(items), mx_p.labels)
                   - probs(ort_p.predict(items), mx_p.labels)).max() <= 1e-5
+
+
+def test_ort_profile_names_where_the_time_goes(base):
+    from mxlstm.deploy.ort_profile import profile_export
+
+    prefix = onnx_exported(base, "vowels-fcn")
+    fp32 = profile_export(str(prefix), batch_size=3, calls=20)
+    assert fp32["calls_timed"] == 18 and fp32["input_shape"][0] == 3
+    assert {"LSTM", "FusedConv"} <= set(fp32["ops"])  # ORT fuses Conv + Relu
+    assert fp32["ops"]["FusedConv"]["nodes"] == 3
+    assert abs(sum(o["share"] for o in fp32["ops"].values()) - 1) < 0.01
+    int8 = profile_export(str(prefix), int8=True, batch_size=3, calls=20)
+    assert "DynamicQuantizeLSTM" in int8["ops"] and "LSTM" not in int8["ops"]
