@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ONNX_STAMP := $(VENV)/.onnx-stamp
+SERVE_STAMP := $(VENV)/.serve-stamp
 # onnxruntime 1.15.1 (cp311) declares numpy>=1.24.2 but runs on 1.23.5, and mxnet 1.9.1 needs
 # numpy<1.24: install it without dependencies and keep numpy pinned in every pip command.
 NUMPY_PIN := 'numpy>=1.21,<1.24'
 ORT_PACKAGES := onnxruntime==1.15.1 coloredlogs humanfriendly flatbuffers sympy mpmath packaging
 
-.PHONY: train test lint bench clean onnx test-onnx venv-ort
+.PHONY: train test lint bench clean onnx test-onnx venv-ort serve test-serve
 
 $(STAMP): setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mxlstm needs Python 3.11, got " + sys.version'
@@ -44,6 +45,20 @@ $(ONNX_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps $(ORT_PACKAGES) $(NUMPY_PIN)
 	$(BIN)/python -c 'import numpy, onnx, onnxruntime; v = numpy.__version__; assert tuple(map(int, v.split(".")[:2])) < (1, 24), v'
 	touch $(ONNX_STAMP)
+
+# Optional: Multi Model Server + model-archiver (the [serve] extra) for `mxlstm export --mar`
+# and `mxlstm serve`; the server also needs Java 8+ on PATH (these machines have Java 17).
+serve: $(SERVE_STAMP)
+
+# The tests that start Multi Model Server (they skip in `make test` without the extra or Java).
+test-serve: $(SERVE_STAMP)
+	$(BIN)/python -m pytest -q tests/serve
+
+$(SERVE_STAMP): $(STAMP)
+	PYTHONWARNINGS='ignore:Editable installation:UserWarning' \
+		$(BIN)/python -m pip install --quiet -e '.[test,plot,serve]' $(NUMPY_PIN)
+	$(BIN)/python -c 'import numpy, mms, model_archiver; v = numpy.__version__; assert tuple(map(int, v.split(".")[:2])) < (1, 24), v'
+	touch $(SERVE_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

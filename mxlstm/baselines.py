@@ -263,8 +263,16 @@ def report_baselines(data: dict | None) -> dict:
     if not data:
         return {}
     args = (data["train_x"], data["train_y"], data["test_x"], data["test_y"])
-    if data["kind"] == "series":
-        return series_classification(*args)
-    if data["kind"] == "regression":
-        return series_regression(*args)
-    return text_classification(*args, data["vocab_size"], data["num_classes"])
+    report = _REPORTS.get(data["kind"])
+    if report is None:
+        raise ValueError(f"baseline data of unknown kind {data['kind']!r}")
+    return report(data, *args)
+
+
+# Prepared.baseline_data["kind"] (what the data is, set by the task) -> its baselines
+_REPORTS = {
+    "series": lambda data, *args: series_classification(*args),
+    "regression": lambda data, *args: series_regression(*args),
+    "text": lambda data, *args: text_classification(*args, data["vocab_size"],
+                                                    data["num_classes"]),
+}

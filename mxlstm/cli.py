@@ -1,4 +1,4 @@
-"""The ``mxlstm`` command: train, evaluate, config, export, predict, inspect, bench, launch.
+"""The ``mxlstm`` command: train, evaluate, config, export, predict, serve, inspect, ...
 
 Every user error prints one line ``mxlstm: error: ...`` and exits with status 2;
 ``--debug`` shows the traceback instead.
@@ -29,6 +29,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data", metavar="PATH", help="shortcut for --set data.path=PATH")
     group.add_argument("--test-data", metavar="PATH",
                        help="shortcut for --set data.test_path=PATH")
+    group.add_argument("--valid-data", metavar="PATH",
+                       help="shortcut for --set data.valid_path=PATH")
     group.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
     group.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
     group.add_argument("--ctx", help="shortcut for --set train.ctx=... (cpu, gpu:0,1)")
@@ -48,6 +50,7 @@ def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
             raise ConfigError(f"{args.config}: {problem}, expected a TOML file")
         sources.append((read_toml(args.config, task=args.task), args.config))
     shortcuts = {"data.path": args.data, "data.test_path": args.test_data,
+                 "data.valid_path": args.valid_data,
                  "train.epochs": args.epochs, "train.seed": args.seed, "train.ctx": args.ctx}
     flags = {k: v for k, v in shortcuts.items() if v is not None}
     flags.update(parse_set_options(args.set))
@@ -124,6 +127,10 @@ def cmd_export(args: argparse.Namespace) -> int:
               "max_abs_diff": meta["verification"]["max_abs_diff"]}
     if args.onnx:
         result["onnx"] = export_onnx(args.out, model_dir=args.model, int8=args.int8)
+    if args.mar:
+        from mxlstm.serve.archive import write_archive
+
+        result["mar"] = str(write_archive(args.out))
     print(json.dumps(result))
     return 0
 
@@ -282,7 +289,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true",
                    help="with --onnx: also PREFIX-int8.onnx (ONNX Runtime dynamic "
                         "quantization)")
+    p.add_argument("--mar", action="store_true",
+                   help="also PREFIX.mar for mxlstm serve (Multi Model Server; mxlstm[serve])")
     p.set_defaults(func=cmd_export)
+
+    from mxlstm.serve.command import add_serve_options  # its flags, examples and command
+
+    add_serve_options(add("serve", help="serve model archives (PREFIX.mar) over HTTP on "
+                          "127.0.0.1 with Multi Model Server until Ctrl-C (needs "
+                          "mxlstm[serve] and Java)"), _positive_int)
 
     p = add("predict", help="predict raw inputs with an exported model")
     p.add_argument("--model", required=True, metavar="PREFIX",
@@ -356,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own parser takes every option after the word
         from mxlstm.bench.driver import main as bench_main
-        return bench_main(argv[1:])
+        return bench_main(argv[1:], prog="mxlstm bench")
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command != "train":  # train logs to stderr and DIR/train.log itself

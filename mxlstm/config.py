@@ -61,6 +61,7 @@ def _chrono(value: int) -> str | None:
 class DataConfig:
     path: str = opt("", "training data file(s), comma-separated; empty = the task's embedded set")
     test_path: str = opt("", "test data file; empty = the task's own test split")
+    valid_path: str = opt("", "validation data file; empty = held out from the training data")
     name: str = opt("JapaneseVowels", "embedded UEA set for task 'uea' (JapaneseVowels, "
                     "GunPoint, ItalyPowerDemand, OSULeaf, ACSF1) or 'series-regression' "
                     "(Tecator)")
@@ -131,6 +132,9 @@ class ModelConfig:
     max_steps: int = opt(0, "series models: average windows of steps so that the longest "
                          "training series has at most this many (0 = off)",
                          low=0, high=10_000_000)
+    conv_steps: int = opt(-1, "lstm_fcn: the convolutional branch reads windows averaged to at "
+                          "most this many steps (0 = every step, -1 = as the recurrent "
+                          "branch: model.max_steps)", low=-1, high=10_000_000)
     series_norm: str = opt("false", "z-normalise each series per channel over its own steps "
                            "inside the model (series tasks): true, false, auto (only "
                            "univariate series), level (z-normalised series plus each "
@@ -168,6 +172,9 @@ class TrainConfig:
     nan_policy: str = opt("stop", "non-finite loss: stop the run or skip the batch",
                           ("stop", "skip"))
     max_batches: int = opt(0, "stop each epoch after this many batches (0 = all)", low=0)
+    min_steps: int = opt(0, "train at least this many optimizer steps: the epochs are raised "
+                         "when the training split is small (0 = off)", low=0,
+                         high=100_000_000)
     eval_batch_size: int = opt(256, "batch size for evaluation", low=1, high=MAX_BATCH)
     progress: bool = opt(True, "tqdm progress bars")
     ensemble: int = opt(1, "train this many seeds (seed, seed+1, ...) and average their "

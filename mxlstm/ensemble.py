@@ -32,7 +32,6 @@ from mxlstm.config import RunConfig, apply_overrides
 from mxlstm.errors import ConfigError, ModelFileError
 
 log = logging.getLogger(__name__)
-CLASSIFIERS = ("sequence_classification", "text_classification")
 
 
 class EnsembleModel(HybridBlock):
@@ -195,7 +194,9 @@ def load_ensemble(model_dir: str | Path, cfg: RunConfig, meta: dict, ctx=None):
                                channels))
         id_maps.append(_id_map(meta, member_meta))
     prepared = tasks.prepare(cfg, artefacts=meta)
-    prepared.model = EnsembleModel(members, meta["kind"] in CLASSIFIERS, affines,
+    # one label per sequence: average the members' probabilities (taggers average outputs)
+    classify = prepared.spec.kind.labelled and not getattr(members[0], "per_step", False)
+    prepared.model = EnsembleModel(members, classify, affines,
                                    id_maps if any(m is not None for m in id_maps) else None)
     prepared.model.params.initialize(ctx=contexts)  # its own: the affine constants
     prepared.model.hybridize(static_alloc=True)

@@ -122,6 +122,18 @@ def _kvstore(cfg: RunConfig):
     return kv, (kv.rank, kv.num_workers)
 
 
+def with_min_steps(cfg: RunConfig, steps_per_epoch: int) -> RunConfig:
+    """``cfg`` with ``train.epochs`` raised so that the run takes at least
+    ``train.min_steps`` optimizer steps (recorded in ``config.json``, so a resume continues
+    to the same total)."""
+    need = -(-cfg.train.min_steps // max(1, steps_per_epoch))
+    if need <= cfg.train.epochs:
+        return cfg
+    log.info("train.epochs %d -> %d: %d steps per epoch, train.min_steps=%d", cfg.train.epochs,
+             need, steps_per_epoch, cfg.train.min_steps)
+    return apply_overrides(cfg, {"train.epochs": need}, "train.min_steps")
+
+
 def init_model(prepared, contexts) -> None:
     """Initialise the prepared model on ``contexts`` and hybridize it, as training does."""
     prepared.model.initialize(mx.init.Xavier(), ctx=contexts)
@@ -197,6 +209,8 @@ def _train_locked(cfg, out: Path, options: RunOptions, kvstore, shard, lock: Run
     with recording_reads() as reads:
         prepared = tasks.prepare(cfg, shard=shard)  # bad data stops here, before any file
     fingerprint = fingerprint_inputs(reads, prepared.meta, prepared.files)
+    if start is None:
+        cfg = with_min_steps(cfg, prepared.steps_per_epoch)
     Fitter(prepared.model, prepared.objective, cfg.train, out, contexts).check_monitor()
     if start is not None:
         check_same_inputs(out, fingerprint)
@@ -329,7 +343,8 @@ def evaluate(model_dir: str | Path, data: str | None = None,
     """Test metrics of a trained model, on its own test split or on ``data``."""
     cfg, meta = load_run(model_dir)
     if data:
-        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": test_data or data},
+        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": test_data or data,
+                                   "data.valid_path": ""},
                               "--data")
     prepared, cfg, meta = load_model(model_dir, cfg, meta)
     fitter = Fitter(prepared.model, prepared.objective, cfg.train, model_dir, [mx.cpu()])

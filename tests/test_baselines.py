@@ -124,3 +124,17 @@ def test_multivariate_series_keep_their_levels():
     out = B.series_classification([series(0.0), series(10.0)], [0, 1],
                                   [series(9.0), series(1.0)], [1, 0], dtw=False)
     assert out["1nn_euclidean_accuracy"] == 1.0
+
+
+def test_report_baselines_by_the_kind_of_data():
+    series = {"kind": "series", "train_x": [col(0, 1, 2), col(2, 1, 0)], "train_y": [0, 1],
+              "test_x": [col(5, 3, 2)], "test_y": [1]}  # falling, as the second
+    assert B.report_baselines(series)["1nn_euclidean_accuracy"] == 1.0
+    assert "ridge" in B.report_baselines({**series, "kind": "regression",
+                                          "train_y": [0.0, 1.0], "test_y": [1.0]})
+    text = {"kind": "text", "vocab_size": 4, "num_classes": 2, "train_x": [np.array([3])],
+            "train_y": [1], "test_x": [np.array([3])], "test_y": [1]}
+    assert B.report_baselines(text)["majority_accuracy"] == 1.0
+    assert B.report_baselines(None) == {}
+    with pytest.raises(ValueError, match="unknown kind 'tagging'"):
+        B.report_baselines({**series, "kind": "tagging"})

@@ -23,6 +23,16 @@ def test_python_examples_run(page):
         exec(compile(block, page, "exec"), {})
 
 
+def test_python_api_page_runs_as_doctests(tmp_path, monkeypatch):
+    import doctest
+
+    monkeypatch.chdir(tmp_path)  # the examples write runs/ and export/ here
+    result = doctest.testfile(str(ROOT / "docs/python.md"), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 30
+    assert result.failed == 0, f"{result.failed} docs/python.md example(s) failed"
+
+
 def test_cli_reference_lists_every_config_key_and_preset():
     import dataclasses
 

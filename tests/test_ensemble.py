@@ -48,3 +48,19 @@ def test_vocabulary_map():
                   {"files": {"vocab.json": other.to_json()}})
     for k, token in enumerate(first.idx_to_token):
         assert ids[k] == other[token]  # 'a' is unknown to the other member: its <unk>
+
+
+def test_a_classifier_ensemble_averages_probabilities_a_regressor_values(tmp_path):
+    from mxlstm import runs
+    from mxlstm.tasks import user_config
+
+    tiny = {"model.hidden_size": 4, "model.conv_filters": "4", "train.epochs": 1,
+            "train.max_batches": 1, "train.ensemble": 2, "train.progress": False}
+    for task, classify in (("vowels", True), ("series-regression", False)):
+        runs.train(user_config(task, flags=tiny), tmp_path / task)
+        prepared, _, _ = runs.load_model(tmp_path / task)
+        assert prepared.model.classify is classify
+        x, _, lengths = (b.as_in_context(mx.cpu()) for b in next(iter(prepared.test_loader)))
+        out = prepared.model(x, lengths).asnumpy()
+        if classify:  # log of the mean probability: each row's probabilities sum to 1
+            np.testing.assert_allclose(np.exp(out).sum(axis=1), 1.0, rtol=1e-5)

@@ -1,5 +1,5 @@
-"""The benchmark driver behind ``python -m mxlstm.bench``: run, roof, profile, all, e2e,
-setup-torch.
+"""The benchmark driver behind mxlstm bench (also python -m mxlstm.bench): run, roof,
+profile, all, e2e, setup-torch.
 
 * ``run --config X --impl Y --mode train|infer [--steps N --warmup W --threads K]``: one
   measurement in this process; prints one JSON line (``--impl torch`` hands over to
@@ -179,8 +179,9 @@ def e2e_command(args: argparse.Namespace) -> int:
     return 1 if any(r["errors"] or not r["pairs"] for r in results) else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mxlstm.bench", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m mxlstm.bench") -> int:
+    """``prog``: the command as the user typed it, for ``--help`` and usage lines."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     threads = {"type": int, "default": _default_threads(), "help": "threads per process"}

@@ -68,6 +68,8 @@ class SeriesModel(HybridBlock):
     stride : int
         Average each window of ``stride`` steps first (:func:`average_steps`), so that long
         series cost less; 1 = off.
+    conv_stride : int or None
+        The same for the convolutional branch's input (None: ``stride``).
     fixed_length : int or None
         Inference on rows that all hold ``T`` steps: the only input is ``x`` (the export
         form ``--fixed-length``; the encoder then runs without lengths).
@@ -88,7 +90,8 @@ class SeriesModel(HybridBlock):
 
     def __init__(self, num_outputs: int, hidden_size: int = 64, cell_type: str = "lstm",
                  series_norm: bool = False, conv_filters: tuple[int, ...] = (),
-                 stride: int = 1, target: tuple[float, float] | None = None,
+                 stride: int = 1, conv_stride: int | None = None,
+                 target: tuple[float, float] | None = None,
                  keep_level: bool = False,
                  input_dropout: float = 0.0, pooling: str = "last",
                  head_units: tuple[int, ...] = (), head_dropout: float = 0.0,
@@ -100,12 +103,14 @@ class SeriesModel(HybridBlock):
         self._options = {
             "num_outputs": num_outputs, "hidden_size": hidden_size, "cell_type": cell_type,
             "series_norm": series_norm, "conv_filters": tuple(conv_filters),
-            "stride": stride, "target": target, "keep_level": keep_level,
+            "stride": stride, "conv_stride": conv_stride, "target": target,
+            "keep_level": keep_level,
             "input_dropout": input_dropout, "pooling": pooling,
             "head_units": tuple(head_units), "head_dropout": head_dropout,
             "fixed_length": fixed_length, **encoder}
         self.pooling = pooling
         self.stride = int(stride)
+        self.conv_stride = self.stride if conv_stride is None else int(conv_stride)
         self.fixed_length = fixed_length
         self.per_step = False
         self.embedding = None
@@ -145,21 +150,32 @@ class SeriesModel(HybridBlock):
             ("per-series normalisation (statistics of the whole series)", self.znorm),
             ("a convolutional branch (its kernels read later steps; a mean over all steps)",
              self.conv), (f"windows of {self.stride} steps averaged", self.stride > 1),
+            (f"windows of {self.conv_stride} steps for the convolutional branch",
+             self.conv is not None and self.conv_stride not in (1, self.stride)),
             ("a bidirectional encoder", self.bidirectional)) if present]
         return ("the series model reads the whole series at once"
                 + (f": {'; '.join(parts)}" if parts else "")
                 + "; export it with valid_length (the default)")
 
-    def encoder_input(self, F, x, valid_length):
-        """The encoder's input and lengths: ``x (N, T, C)`` z-normalised (if on) and
-        averaged over windows (``stride``): ``(N, ceil(T / stride), C')``, and
-        ``ceil(valid_length / stride)`` float."""
+    def branch_inputs(self, F, x, valid_length):
+        """``((encoder input, lengths), conv branch input (x, lengths) or None)``:
+        ``x (N, T, C)`` z-normalised (if on), then averaged over windows of ``stride``
+        steps for the encoder (``(N, ceil(T / stride), C')``, ``ceil(valid_length /
+        stride)`` float) and of ``conv_stride`` steps for the convolutional branch."""
         valid_length = F.cast(valid_length, dtype="float32")
         if self.znorm is not None:
             x = self.znorm(x, valid_length)
+        conv_in = None
+        if self.conv is not None:  # its own resolution (the recurrent one, or finer)
+            conv_in = (x, valid_length) if self.conv_stride == 1 else \
+                average_steps(F, x, valid_length, self.conv_stride)
         if self.stride > 1:
             x, valid_length = average_steps(F, x, valid_length, self.stride)
-        return x, valid_length
+        return (x, valid_length), conv_in
+
+    def encoder_input(self, F, x, valid_length):
+        """The encoder's input and lengths (see :meth:`branch_inputs`)."""
+        return self.branch_inputs(F, x, valid_length)[0]
 
     def load_parameters(self, filename, ctx=None, **kwargs) -> None:
         """Load saved parameters into fresh arrays: after an inference pass oneDNN keeps the
@@ -178,7 +194,7 @@ class SeriesModel(HybridBlock):
                                  axis=(1, 2))
         else:
             valid_length = rest[0]
-        x, valid_length = self.encoder_input(F, x, valid_length)
+        (x, valid_length), conv_in = self.branch_inputs(F, x, valid_length)
         h = self.input_dropout(x) if self.input_dropout is not None else x
         if self.fixed_length:  # every window is full: the encoder's path without lengths
             steps = -(-int(self.fixed_length) // self.stride)
@@ -189,8 +205,8 @@ class SeriesModel(HybridBlock):
             out = self.encoder(h, valid_length)
             features = pool(F, out, valid_length, self.pooling, self.bidirectional,
                             self.encoder.hidden_size)
-        if self.conv is not None:
-            features = F.concat(features, self.conv(x, valid_length), dim=1)
+        if conv_in is not None:
+            features = F.concat(features, self.conv(*conv_in), dim=1)
         out = self.head(features)
         if target_mean is not None:
             out = F.broadcast_add(F.broadcast_mul(out, target_std), target_mean)

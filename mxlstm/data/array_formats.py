@@ -179,6 +179,8 @@ def read_npz_arrays(path: PathLike, x_key: str = "x", y_key: str = "y",
     with _open_npz(path, allow_pickle) as archive:
         seqs = _as_sequences(_npz_get(archive, x_key, path, allow_pickle), path, x_key)
         y = _npz_get(archive, y_key, path, allow_pickle).reshape(-1)
+        if lengths_key is None and "lengths" in archive.files:  # padded x + valid lengths
+            lengths_key = "lengths"
         lengths = None if lengths_key is None else _npz_get(archive, lengths_key, path, False)
         names = None
         if "label_names" in archive.files:

@@ -227,7 +227,8 @@ def model_body(g: _Graph, model, kind: str, streaming: bool, x: str, dtype: str,
         x = _dense(g, x, model.projection)
     series = is_series(model)
     if series:  # z-norm and window averaging before the encoder (mxlstm.deploy.onnx_series)
-        x, lengths_f, lengths = onnx_series.series_input(g, model, x, lengths_f, lengths)
+        x, lengths_f, lengths, conv = onnx_series.series_input(g, model, x, lengths_f,
+                                                               lengths)
     seq, finals, top = _recurrent(g, g.op("Transpose", [x], perm=[1, 0, 2]), model.encoder,
                                   lengths or "", states)
     out = g.op("Transpose", [seq], perm=[1, 0, 2])  # (N, T, D*H)
@@ -242,7 +243,7 @@ def model_body(g: _Graph, model, kind: str, streaming: bool, x: str, dtype: str,
         main = _head(g, out, model.head)
     elif series:
         pooled = _pool(g, out, model.pooling, lengths_f, top[0])
-        main = onnx_series.series_output(g, model, x, lengths_f, pooled, _head)
+        main = onnx_series.series_output(g, model, conv, pooled, _head)
     else:
         main = _head(g, _pool(g, out, model.pooling, lengths_f, top[0]), model.head)
     return main, finals

@@ -7,7 +7,7 @@
     data (N, T, C), lengths (N,)
       -> [z-norm: masked mean / std per series and channel (+ level, log-std channels)]
       -> [window average: AveragePool of s steps over (N, C, T), zeros past the end;
-          lengths -> ceil(lengths / s)]
+          lengths -> ceil(lengths / s); the conv branch with its own s (conv_stride)]
       -> recurrent encoder + pooling (onnx_graph)       -+
       -> [conv branch: (Conv with the BatchNorm folded -+-> Concat -> head [-> * std + mean]
           in -> Relu -> * mask) per layer, masked mean over T]
@@ -126,6 +126,9 @@ def stages(model) -> list[str]:
                                                   if model.znorm.keep_level else ""))
     if model.stride > 1:
         out.append(f"windows of {model.stride} steps averaged")
+    if model.conv is not None and model.conv_stride != model.stride:
+        out.append("the convolutional branch reads every step" if model.conv_stride == 1
+                   else f"windows of {model.conv_stride} steps for the convolutional branch")
     if model.conv is not None:
         out.append(f"{len(model.conv.filters)} x Conv (BatchNorm folded in)/Relu "
                    f"{list(model.conv.filters)}, masked mean")
@@ -135,9 +138,10 @@ def stages(model) -> list[str]:
 
 
 def series_input(g, model, x: str, lengths_f: str | None, lengths: str | None
-                 ) -> tuple[str, str, str]:
-    """The encoder's input ``(N, T', C')``, float lengths and int32 lengths
-    (:meth:`SeriesModel.encoder_input`); ``lengths_f = lengths = None`` in a fixed-length
+                 ) -> tuple[str, str, str, tuple[str, str] | None]:
+    """The encoder's input ``(N, T', C')``, float lengths and int32 lengths, and the conv
+    branch's input with its float lengths (None without a branch), as
+    :meth:`SeriesModel.branch_inputs`; ``lengths_f = lengths = None`` in a fixed-length
     graph (every row holds ``T`` steps).
 
     The int32 lengths of the recurrent ops are computed from the int32 input lengths in
@@ -149,19 +153,25 @@ def series_input(g, model, x: str, lengths_f: str | None, lengths: str | None
         lengths = full_lengths(g, x, TensorProto.INT32)
     if model.znorm is not None:
         x = znorm(g, x, lengths_f, model.znorm)
+    full = (x, lengths_f)
     if model.stride > 1:
         x, lengths_f = average_steps(g, x, lengths_f, model.stride)
         lengths = g.op("Div", [g.op("Add", [lengths, g.const("round_up", model.stride - 1,
                                                              np.int32)]),
                                g.const("stride", model.stride, np.int32)])  # ceil(L / s)
-    return x, lengths_f, lengths
+    conv = None
+    if model.conv is not None:  # its own resolution: the encoder's (shared), every step,
+        conv = (x, lengths_f) if model.conv_stride == model.stride else full  # or its own
+        if model.conv_stride not in (1, model.stride):
+            conv = average_steps(g, *full, model.conv_stride)
+    return x, lengths_f, lengths, conv
 
 
-def series_output(g, model, x: str, lengths_f: str, pooled: str, head) -> str:
-    """The head on the pooled encoder output beside the conv branch of ``x`` (the
-    encoder's input), then de-standardised regression targets: ``(N, K)``."""
-    if model.conv is not None:
-        pooled = g.op("Concat", [pooled, conv_branch(g, x, lengths_f, model.conv)], axis=1)
+def series_output(g, model, conv: tuple[str, str] | None, pooled: str, head) -> str:
+    """The head on the pooled encoder output beside the conv branch of its input
+    ``conv = (x, lengths)``, then de-standardised regression targets: ``(N, K)``."""
+    if conv is not None:
+        pooled = g.op("Concat", [pooled, conv_branch(g, *conv, model.conv)], axis=1)
     out = head(g, pooled, model.head)
     if model.target_mean is not None:
         out = g.op("Add", [g.op("Mul", [out, g.const("target_std", _numpy(model.target_std))]),

@@ -3,7 +3,9 @@
 Writes into ``--out DIR``::
 
     trace.npz       the chosen examples' parts, '<key>/<part>' (N, T, H), valid_length,
-                    index, and 'grad/<key>' (T,) gradient norms
+                    'input' (N, T, E) what the encoder read, 'stride' (steps averaged into
+                    one, series model), 'side/<name>' (its conv branch's input), index,
+                    and 'grad/<key>' (T,) gradient norms
     summary.json    saturation table, top units by correlation with named features,
                     gradient-flow ratios, tokens of the chosen examples
     *.png           with matplotlib: heatmaps, saturation scatter, gradient flow,
@@ -73,7 +75,7 @@ def run_inspect(model_dir: str, out: str, data: str | None = None, indices=None,
     acc, flow = summarize(ex, max_examples, max_tokens)
     summary = summary_json(acc, flow)
     summary.update(model=str(model_dir), data=data or "the run's test split", task=ex.cfg.task,
-                   index=indices, tokens={str(i): ex.tokens(i) for i in indices}
+                   stride=tr.stride, index=indices, tokens={str(i): ex.tokens(i) for i in indices}
                    if ex.itos else None)
     out_dir = Path(out)
     try:
@@ -103,6 +105,7 @@ def _pictures(ex: Examples, tr: Trace, acc, flow, summary: dict, indices: list[i
         return None
     written = []
     task = ex.cfg.task
+    windows = f", steps = windows of {tr.stride}" if tr.stride > 1 else ""
     for key in tr.keys:
         shown = units or default_units(summary, key, tr.parts[key]["h"].shape[2])
         for row, index in enumerate(indices):
@@ -110,13 +113,14 @@ def _pictures(ex: Examples, tr: Trace, acc, flow, summary: dict, indices: list[i
             parts = {p: v[row] for p, v in tr.parts[key].items()}
             if plots.plot_heatmaps(parts, tr.cell_type, int(tr.valid_length[row]), shown,
                                    ex.tokens(index), f"{task} {tr.cell_type} layer {key}, "
-                                   f"example {index}", out_dir / name):
+                                   f"example {index}{windows}", out_dir / name):
                 written.append(name)
         if plots.plot_saturation(acc.saturation()[key], f"{task}: gate saturation, {key} "
                                  f"({acc.steps} steps)", out_dir / f"saturation-{key}.png"):
             written.append(f"saturation-{key}.png")
     curves = {f"h {key}": v for key, v in flow.hidden.items()} | {"input x": flow.inputs}
-    if plots.plot_gradient_flow(curves, f"{task} {tr.cell_type}: gradient norm per step",
+    if plots.plot_gradient_flow(curves, f"{task} {tr.cell_type}: gradient norm per step"
+                                f"{windows}",
                                 out_dir / "gradient-flow.png"):
         written.append("gradient-flow.png")
     if ex.char_level:

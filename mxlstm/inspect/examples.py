@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from mxlstm.errors import ConfigError
-from mxlstm.kinds import KINDS
+from mxlstm.tasks.spec import TaskSpec
 
 
 @dataclass
 class Examples:
     """Examples of one run: ``x`` a list of ``(T_n, C)`` or ``(T_n,)`` arrays, ``y`` their
-    targets, ``kind`` the task kind (``meta.json``), ``itos`` the vocabulary (token models)
+    targets, ``spec`` the run's task spec, ``itos`` the vocabulary (token models)
     and, for language models, ``stream`` the whole id stream (``x`` then holds windows)."""
 
     model: object
     cfg: object
     meta: dict
-    kind: str
+    spec: TaskSpec
     x: list
     y: list
     itos: list[str] | None = None
@@ -40,7 +40,7 @@ class Examples:
 
     @property
     def is_lm(self) -> bool:
-        return KINDS[self.kind].answer == "tokens"  # a language model
+        return self.spec.stateful  # a language model: reads a stream, state carried
 
     @property
     def char_level(self) -> bool:
@@ -93,12 +93,13 @@ def load_examples(model_dir: str | Path, data: str | None = None, tag: str = "be
         if "data.path" in tasks.ignored_keys(cfg.task):
             raise ConfigError(f"task {cfg.task} generates its data; leave out --data (its "
                               f"test split is used)")
-        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": data}, "--data")
+        cfg = apply_overrides(cfg, {"data.path": data, "data.test_path": data,
+                                   "data.valid_path": ""}, "--data")
     prepared, cfg, meta = runs.load_model(model_dir, cfg, meta, tag=tag)
     vocab = meta.get("files", {}).get("vocab.json")
     itos = json.loads(vocab)["idx_to_token"] if vocab else None
-    kind = meta["kind"]
-    if KINDS[kind].answer == "tokens":  # a language model
+    spec = prepared.spec
+    if spec.stateful:  # a language model
         ids = np.asarray(prepared.test_loader.ids)
         steps = steps or (200 if meta["input"].get("tokenizer") == "char" else 50)
         count = (len(ids) - 1) // steps
@@ -107,12 +108,13 @@ def load_examples(model_dir: str | Path, data: str | None = None, tag: str = "be
                               f"{steps} steps (--steps)")
         x = [ids[k * steps:(k + 1) * steps] for k in range(count)]
         y = [ids[k * steps + 1:(k + 1) * steps + 1] for k in range(count)]
-        return Examples(prepared.model, cfg, meta, kind, x, y, itos, ids, steps)
+        return Examples(prepared.model, cfg, meta, spec, x, y, itos, ids, steps)
     x, y = [], []
+    per_step = getattr(prepared.model, "per_step", False)  # a tagger: labels (N, T)
     for batch in prepared.test_loader:
         data_, target, lengths = (b.asnumpy() for b in batch)
         for k, n in enumerate(lengths.astype(int)):
             x.append(data_[k, :n])
-            y.append(target[k, :n] if KINDS[kind].answer == "step_labels" else target[k])
-    return Examples(prepared.model, cfg, meta, kind, x, y, itos if x and x[0].ndim == 1
+            y.append(target[k, :n] if per_step else target[k])
+    return Examples(prepared.model, cfg, meta, spec, x, y, itos if x and x[0].ndim == 1
                     else None)

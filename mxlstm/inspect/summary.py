@@ -15,6 +15,7 @@ from mxlstm.inspect.examples import Examples
 from mxlstm.inspect.features import Correlator, best_units, position_features, token_features
 from mxlstm.inspect.gates import GATES
 from mxlstm.inspect.gradients import GradientFlow, gradient_flow
+from mxlstm.inspect.parts import view_of
 from mxlstm.inspect.saturation import HIGH, LOW
 from mxlstm.inspect.trace import Trace, trace
 
@@ -63,8 +64,13 @@ class Accumulator:
         return {key: c.result() for key, c in self.correlators.items()}
 
 
-def _sequence_features(ex: Examples, x: np.ndarray, lengths: np.ndarray) -> dict:
-    features = position_features(lengths, x.shape[1])
+def _sequence_features(ex: Examples, x: np.ndarray, tr: Trace) -> dict:
+    """Position in the sequence and, for numeric series of few channels, each channel:
+    of the input, or of the series the encoder read when the model rewrites it (a series
+    model's per-series normalisation and window averaging; steps are then windows)."""
+    if view_of(ex.model).own_series:
+        x = tr.inputs
+    features = position_features(tr.valid_length, tr.outputs.shape[1])
     if ex.itos is None and x.ndim == 3 and x.shape[2] <= MAX_CHANNEL_FEATURES:
         for k in range(x.shape[2]):
             features[f"input_{k}"] = x[:, :, k].astype(np.float64)
@@ -99,8 +105,9 @@ def summarize(ex: Examples, max_examples: int = 256, max_tokens: int = 100_000,
     for start in range(0, count, batch_size):
         x, y, lengths = ex.batch(range(start, min(count, start + batch_size)))
         if flow is None:
-            flow = gradient_flow(ex.model, x, y, lengths, kind=ex.kind)
-        acc.add(trace(ex.model, x, lengths), _sequence_features(ex, x, lengths))
+            flow = gradient_flow(ex.model, x, y, lengths, kind=ex.spec.kind)
+        tr = trace(ex.model, x, lengths)
+        acc.add(tr, _sequence_features(ex, x, tr))
     return acc, flow
 
 

@@ -20,7 +20,7 @@ from mxlstm.training.objectives import Objective
 
 # Keys only some tasks read. Each task module's ``IGNORED`` maps its task names to the keys
 # the task does not use: `mxlstm config` leaves them out and setting one is an error.
-FILE_KEYS = frozenset({"data.path", "data.test_path", "data.max_input_mb"})
+FILE_KEYS = frozenset({"data.path", "data.test_path", "data.valid_path", "data.max_input_mb"})
 SYNTHETIC_KEYS = frozenset({"data.seq_length", "data.num_train", "data.num_eval"})
 COPY_KEYS = frozenset({"data.copy_length"})
 TEXT_FILE_KEYS = frozenset({"data.text_field", "data.label_field", "data.header"})
@@ -30,7 +30,7 @@ LM_KEYS = frozenset({"data.bptt", "model.output_dropout", "model.tie_weights"})
 CLASSIFIER_KEYS = frozenset({"model.pooling", "model.head_units", "model.head_dropout"})
 LOADER_KEYS = frozenset({"data.augment", "data.num_buckets", "data.num_workers"})
 SERIES_MODEL_KEYS = frozenset({"model.family", "model.conv_filters", "model.series_norm",
-                               "model.max_steps"})
+                               "model.max_steps", "model.conv_steps"})
 
 # MXNet's pip builds (no USE_INT64_TENSOR_SIZE) allocate at most 2^31 - 1 elements per tensor.
 MAX_TENSOR_ELEMENTS = 2**31 - 1
@@ -182,11 +182,12 @@ def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = No
 
         filters = head_units(m.conv_filters) if m.family == "lstm_fcn" else ()
         stride = stride_for(max_length or 0, m.max_steps)
+        conv_stride = stride if m.conv_steps < 0 else stride_for(max_length or 0, m.conv_steps)
         steps = -(-max_length // stride) if max_length else None
         return SeriesModel(
             num_outputs, hidden_size=m.hidden_size, cell_type=m.cell,
             series_norm=series_norm, conv_filters=filters,
-            stride=stride, input_dropout=m.input_dropout,
+            stride=stride, conv_stride=conv_stride, input_dropout=m.input_dropout,
             pooling=m.pooling, head_units=head_units(m.head_units),
             head_dropout=m.head_dropout, target=target,
             keep_level=m.series_norm == "level", **encoder_options(cfg, steps))

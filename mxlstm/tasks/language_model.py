@@ -70,12 +70,20 @@ def _corpora(cfg: RunConfig) -> tuple[list[str], list[str], list[str]]:
     level = cfg.data.level
     if not cfg.data.path:
         return tuple(load_austen(split, level) for split in ("train", "valid", "test"))
-    tokens = load_corpus([p.strip() for p in cfg.data.path.split(",") if p.strip()], level)
+    def corpus(spec: str) -> list[str]:
+        return load_corpus([p.strip() for p in spec.split(",") if p.strip()], level)
+
+    tokens = corpus(cfg.data.path)
+    valid = corpus(cfg.data.valid_path) if cfg.data.valid_path else None
     if cfg.data.test_path:
-        test = load_corpus([p.strip() for p in cfg.data.test_path.split(",") if p.strip()],
-                           level)
+        test = corpus(cfg.data.test_path)
+        if valid is not None:
+            return tokens, valid, test
         cut = int(0.95 * len(tokens))
         return tokens[:cut], tokens[cut:], test
+    if valid is not None:
+        cut = int(0.95 * len(tokens))
+        return tokens[:cut], valid, tokens[cut:]
     a, b = int(0.9 * len(tokens)), int(0.95 * len(tokens))
     return tokens[:a], tokens[a:b], tokens[b:]
 

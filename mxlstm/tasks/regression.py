@@ -144,8 +144,15 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         train, valid = train_all, train_all
         target = artefacts["target"]
     else:
-        train_idx, valid_idx = _split(len(train_all), cfg.data.valid_fraction, cfg.train.seed)
-        train, valid = train_all.subset(train_idx), train_all.subset(valid_idx)
+        if cfg.data.valid_path:  # the user's own validation file: all of train_all trains
+            train, valid = train_all, read_regression_file(cfg.data.valid_path)
+            if valid.num_channels != train.num_channels:
+                raise DataError(f"validation data has {valid.num_channels} channels, "
+                                f"training data {train.num_channels}", path=valid.path)
+        else:
+            train_idx, valid_idx = _split(len(train_all), cfg.data.valid_fraction,
+                                          cfg.train.seed)
+            train, valid = train_all.subset(train_idx), train_all.subset(valid_idx)
         y = train.labels.astype(np.float64)
         target = {"mean": float(y.mean()), "std": float(max(y.std(), 1e-6))}
     test_raw = test

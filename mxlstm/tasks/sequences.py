@@ -180,6 +180,11 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
                         f"{train_all.num_channels}", path=test.path)
     if artefacts:  # evaluating: only the test split is used and nothing is refitted
         train, valid = train_all, train_all
+    elif cfg.data.valid_path:  # the user's own validation file: all of train_all trains
+        train, valid = train_all, _align_labels(read_series_file(cfg.data.valid_path), names)
+        if valid.num_channels != train.num_channels:
+            raise DataError(f"validation data has {valid.num_channels} channels, training "
+                            f"data {train.num_channels}", path=valid.path)
     else:
         train_idx, valid_idx = stratified_split(train_all.labels, cfg.data.valid_fraction,
                                                 seed=cfg.train.seed)

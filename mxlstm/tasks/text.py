@@ -53,6 +53,7 @@ def _load(cfg: RunConfig, training: bool = True
     """(train, valid, test) texts; valid is None when it must be carved from train.
     ``training``: refuse class sets that cannot be learnt (one class, a class per row)."""
     d = cfg.data
+    own_valid = training and bool(d.valid_path)  # all of the training part then trains
     if not d.path:
         full = load_movie_reviews()
     else:
@@ -63,9 +64,17 @@ def _load(cfg: RunConfig, training: bool = True
         if d.test_path:
             test = load_text_classification(d.test_path, d.text_field, d.label_field,
                                             header=d.header)
-            return full, None, test
+            return full, _own_valid(cfg) if own_valid else None, test
     train_idx, dev_idx, test_idx = standard_split(len(full), seed=0)
+    if own_valid:
+        return (full.subset(np.sort(np.concatenate([train_idx, dev_idx]))), _own_valid(cfg),
+                full.subset(test_idx))
     return full.subset(train_idx), full.subset(dev_idx), full.subset(test_idx)
+
+
+def _own_valid(cfg: RunConfig) -> TextDataset:
+    d = cfg.data
+    return load_text_classification(d.valid_path, d.text_field, d.label_field, header=d.header)
 
 
 def encode_texts(dataset: TextDataset, vocab, level: str, max_length: int,

@@ -67,6 +67,10 @@ def resume_config(out: Path, cfg: RunConfig, explicit: list[tuple[dict, str]] | 
         for overrides, source in explicit:
             cfg = apply_overrides(cfg, overrides, source)
     before, now = _flat(old), _flat(cfg)
+    if (old.train.min_steps and now["train.min_steps"] == old.train.min_steps
+            and now["train.epochs"] <= old.train.epochs):  # raised by train.min_steps
+        cfg = apply_overrides(cfg, {"train.epochs": old.train.epochs}, "train.min_steps")
+        now = _flat(cfg)
     changed = sorted(k for k, v in before.items() if now[k] != v and k not in RESUMABLE_CHANGES)
     if changed:
         shown = ", ".join(f"{k} ({before[k]!r} -> {now[k]!r})" for k in changed)

@@ -23,6 +23,8 @@ def _model(**kw):
     {"series_norm": True, "conv_filters": (4, 8, 4), "stride": 3},
     {"conv_filters": (5,), "stride": 2, "target": (10.0, 2.0)},
     {"series_norm": True, "keep_level": True, "conv_filters": (4,), "stride": 2},
+    {"series_norm": True, "conv_filters": (4, 8, 4), "stride": 3, "conv_stride": 1},
+    {"conv_filters": (4,), "stride": 4, "conv_stride": 2},
 ])
 def test_padding_never_changes_the_answer(options):
     model = _model(**options)
@@ -92,3 +94,23 @@ def test_streaming_is_refused_with_what_reads_the_whole_series():
                   "valid_length"):
         assert words in reason
     assert "\n" not in reason
+
+
+def test_conv_branch_reads_its_own_resolution(tmp_path):
+    """conv_stride=1: the convolutional branch sees every step while the recurrent branch
+    reads windows of 3; the branch features are those of the two inputs computed apart."""
+    from mxlstm.blocks.models import pool
+
+    model = _model(conv_filters=(4,), stride=3, conv_stride=1)
+    rng = np.random.RandomState(1)
+    x = mx.nd.array(rng.normal(size=(2, 9, 2)))
+    lengths = mx.nd.array([9, 6])
+    averaged, steps = average_steps(mx.nd, x, lengths, 3)
+    recurrent = pool(mx.nd, model.encoder(averaged, steps), steps, "last", True, 4)
+    features = mx.nd.concat(recurrent, model.conv(x, lengths), dim=1)
+    np.testing.assert_allclose(model(x, lengths).asnumpy(), model.head(features).asnumpy(),
+                               atol=1e-6)
+    coarse = _model(conv_filters=(4,), stride=3)
+    model.save_parameters(str(tmp_path / "w.params"))
+    coarse.load_parameters(str(tmp_path / "w.params"))  # the same weights
+    assert np.abs(coarse(x, lengths).asnumpy() - model(x, lengths).asnumpy()).max() > 1e-4

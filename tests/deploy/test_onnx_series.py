@@ -60,6 +60,9 @@ CASES = [
      "num_layers": 2},
     {"series_norm": True, "pooling": "last", "cell_type": "rnn", "head_units": (7,)},
     {"conv_filters": (3,), "target": (2.5, 4.0), "bidirectional": True, "num_layers": 2},
+    {"series_norm": True, "conv_filters": (5, 4), "stride": 3, "conv_stride": 1,
+     "bidirectional": True},  # the conv branch at every step, the encoder on windows
+    {"conv_filters": (4,), "stride": 4, "conv_stride": 2, "pooling": "mean"},
 ]
 
 

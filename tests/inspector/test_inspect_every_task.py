@@ -8,16 +8,22 @@ import numpy as np
 import pytest
 
 from mxlstm import tasks
+from mxlstm.blocks.series_model import SeriesModel
 from mxlstm.inspect import gradient_flow, model_outputs, trace
 from mxlstm.runs import init_model
 
 SMALL = {"model.hidden_size": 6, "train.eval_batch_size": 8}
-# the series presets use the series model (LSTM-FCN, per-series norm), which is refused
-PLAIN_SERIES = {"model.family": "lstm", "model.series_norm": "false", "model.max_steps": 0}
+# the series presets (vowels, uea, series-regression) use the series model (LSTM-FCN,
+# per-series norm); max_steps 10 makes it average windows of steps too
+SMALL_FCN = {"model.conv_filters": "4,6,4"}
+SERIES_TASKS = {"vowels": 3, "uea": 1, "series-regression": 4}  # the window of each
 TASK_FLAGS = {
     "digits": {},
-    "vowels": PLAIN_SERIES,
-    "uea": {"data.name": "ItalyPowerDemand", **PLAIN_SERIES},
+    "vowels": {**SMALL_FCN, "model.max_steps": 10, "model.conv_steps": 0},  # conv: every step
+    "uea": {"data.name": "ItalyPowerDemand", **SMALL_FCN},
+    "series-regression": {**SMALL_FCN, "model.max_steps": 30},
+    "vowels-plain": {"model.family": "lstm", "model.series_norm": "false",
+                     "model.max_steps": 0},
     "text": {"model.embed_size": 8, "data.max_vocab": 300},
     "lm": {"model.embed_size": 6, "data.bptt": 12, "data.max_vocab": 200},
     "adding": {"data.num_train": 16, "data.num_eval": 8, "data.seq_length": 30},
@@ -44,9 +50,10 @@ def test_trace_equals_forward_and_gradients_flow(task, cell, corpus):
     if cell == "lstm" and task in ("digits", "text"):
         flags["model.num_layers"] = 2
     mx.random.seed(0)
-    prepared = tasks.prepare(tasks.user_config(task, flags=flags))
+    prepared = tasks.prepare(tasks.user_config(task.split("-plain")[0], flags=flags))
     init_model(prepared, [mx.cpu()])
     model = prepared.model
+    assert isinstance(model, SeriesModel) == (task in SERIES_TASKS)
     batch = [b.as_in_context(mx.cpu()) for b in next(iter(prepared.test_loader))]
     if task == "lm":
         ids, targets = batch
@@ -59,20 +66,8 @@ def test_trace_equals_forward_and_gradients_flow(task, cell, corpus):
         expected = model(x, lengths).asnumpy()
         tr = trace(model, x.asnumpy(), lengths.asnumpy())
         got = model_outputs(model, tr)
+        assert tr.stride == SERIES_TASKS.get(task, 1)
         flow = gradient_flow(model, x, y, lengths, kind=prepared.meta["kind"])
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert np.isfinite(flow.loss) and all(np.isfinite(v).all() for v in flow.hidden.values())
     assert flow.inputs.max() > 0
-
-
-def test_the_series_model_is_refused_in_one_line():
-    from mxlstm.errors import ConfigError
-
-    prepared = tasks.prepare(tasks.user_config("uea", flags={
-        **SMALL, "data.name": "ItalyPowerDemand"}))
-    init_model(prepared, [mx.cpu()])
-    x, y, lengths = next(iter(prepared.test_loader))
-    with pytest.raises(ConfigError, match="model.family=lstm"):
-        trace(prepared.model, x.asnumpy(), lengths.asnumpy())
-    with pytest.raises(ConfigError, match="series model"):
-        gradient_flow(prepared.model, x, y, lengths)

@@ -84,3 +84,33 @@ def test_every_loss_kind_backpropagates():
     flow = gradient_flow(lm, ids, rng.randint(0, 11, (2, 6)))
     assert set(flow.hidden) == {"l0", "l1"} and flow.inputs.shape == (6,)
     assert np.isfinite(list(flow.ratios().values())).all()
+
+
+@pytest.mark.parametrize("lengths", [[6, 6], [6, 4]])
+def test_both_directions_are_in_time_order(lengths):
+    """Pooling 'last' reads the forward state at each sequence's last step and the reverse
+    state at step 0: there ``d loss / d h_t`` is the head's gradient alone."""
+    from mxlstm.blocks.models import pool
+
+    mx.random.seed(0)
+    model = SequenceModel(3, hidden_size=4, cell_type="lstm", bidirectional=True)
+    model.initialize(mx.init.Xavier())
+    rng = np.random.RandomState(0)
+    x, y, lengths = rng.randn(2, 6, 3).astype("float32"), np.array([0, 2]), np.array(lengths)
+    flow = gradient_flow(model, x, y, lengths)
+    out = model.encoder(mx.nd.array(x), mx.nd.array(lengths))
+    features = pool(mx.nd, out, mx.nd.array(lengths), "last", True, 4)
+    features.attach_grad()
+    with mx.autograd.record():
+        loss = (-mx.nd.pick(mx.nd.log_softmax(model.head(features)), mx.nd.array(y))).mean()
+    loss.backward()
+    direct = features.grad.asnumpy()
+    assert flow.hidden["r0"][0] == pytest.approx(np.linalg.norm(direct[:, 4:]), rel=1e-5)
+    if lengths.min() == 6:
+        assert flow.hidden["l0"][5] == pytest.approx(np.linalg.norm(direct[:, :4]), rel=1e-5)
+    # ratio() of the reverse direction is taken in its reading order: its first steps are
+    # the last ones every sequence has, its last step is time 0
+    m = lengths.min()
+    assert flow.ratio("r0") == pytest.approx(flow.hidden["r0"][m - 1] / flow.hidden["r0"][0],
+                                             rel=1e-6)
+    assert flow.ratio("r0") < 0.5 and flow.ratio("l0") < 0.5  # both fade into the past
