@@ -278,3 +278,17 @@ def test_ort_profile_names_where_the_time_goes(base):
     assert abs(sum(o["share"] for o in fp32["ops"].values()) - 1) < 0.01
     int8 = profile_export(str(prefix), int8=True, batch_size=3, calls=20)
     assert "DynamicQuantizeLSTM" in int8["ops"] and "LSTM" not in int8["ops"]
+
+
+def test_check_tolerance_is_absolute_plus_relative_and_refuses(base, tmp_path, monkeypatch):
+    from mxlstm.deploy import onnx_check
+
+    big, small = np.array([20.0, -20.0]), np.array([0.1, -0.1])
+    assert onnx_check.excess(big, big + 1.5e-5) <= 1e-5  # a few ulp of a logit of 20
+    assert onnx_check.excess(small, small + 1.5e-5) > 1e-5  # the same near 0: refused
+    monkeypatch.setattr(onnx_check, "excess", lambda a, b: 1.0)
+    run = tiny_run(base, "digits")
+    export_model(run, tmp_path / "d")
+    with pytest.raises(ModelFileError, match="ONNX export refused: ONNX Runtime differs"):
+        export_onnx(tmp_path / "d", model_dir=run)
+    assert not (tmp_path / "d.onnx").exists()
