@@ -33,7 +33,7 @@ onnx: $(ONNX_STAMP)
 # The tests that need the optional ONNX packages (they skip in `make test` without them).
 test-onnx: $(ONNX_STAMP)
 	$(BIN)/python -m pytest -q tests/deploy/test_onnx.py tests/deploy/test_onnx_graph.py \
-		tests/deploy/test_ort_venv.py tests/deploy/test_export.py
+		tests/deploy/test_onnx_series.py tests/deploy/test_ort_venv.py tests/deploy/test_export.py
 
 # Optional: .venv-ort, onnxruntime + numpy and no mxnet, where tests/deploy/test_ort_venv.py
 # runs the standalone predictor (created there on first use when missing).

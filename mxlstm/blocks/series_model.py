@@ -70,14 +70,23 @@ class SeriesModel(HybridBlock):
         series cost less; 1 = off.
     conv_stride : int or None
         The same for the convolutional branch's input (None: ``stride``).
+    fixed_length : int or None
+        Inference on rows that all hold ``T`` steps: the only input is ``x`` (the export
+        form ``--fixed-length``; the encoder then runs without lengths).
     **encoder
         :class:`~mxlstm.recurrent.RecurrentLayer` options.
 
-    Inputs (positional): ``x (N, T, C)``, ``valid_length (N,)``.
-    """
+    Inputs (positional): ``x (N, T, C)``, ``valid_length (N,)`` (only ``x`` with
+    ``fixed_length``).
 
-    export_refusal = ("the model has a convolutional branch or per-series normalisation; "
-                      "export it with valid_length (the default)")
+    >>> import mxnet as mx
+    >>> model = SeriesModel(3, hidden_size=4, series_norm=True, conv_filters=(5, 6))
+    >>> model.initialize()
+    >>> model(mx.nd.ones((2, 9, 1)), mx.nd.array([9, 4])).shape
+    (2, 3)
+    >>> model.variant(fixed_length=9)(mx.nd.ones((2, 9, 1))).shape
+    (2, 3)
+    """
 
     def __init__(self, num_outputs: int, hidden_size: int = 64, cell_type: str = "lstm",
                  series_norm: bool = False, conv_filters: tuple[int, ...] = (),
@@ -86,13 +95,23 @@ class SeriesModel(HybridBlock):
                  keep_level: bool = False,
                  input_dropout: float = 0.0, pooling: str = "last",
                  head_units: tuple[int, ...] = (), head_dropout: float = 0.0,
-                 **encoder: Any) -> None:
-        super().__init__()
+                 fixed_length: int | None = None, prefix: str | None = None,
+                 params: Any = None, **encoder: Any) -> None:
+        super().__init__(prefix=prefix, params=params)
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self._options = {
+            "num_outputs": num_outputs, "hidden_size": hidden_size, "cell_type": cell_type,
+            "series_norm": series_norm, "conv_filters": tuple(conv_filters),
+            "stride": stride, "conv_stride": conv_stride, "target": target,
+            "keep_level": keep_level,
+            "input_dropout": input_dropout, "pooling": pooling,
+            "head_units": tuple(head_units), "head_dropout": head_dropout,
+            "fixed_length": fixed_length, **encoder}
         self.pooling = pooling
         self.stride = int(stride)
         self.conv_stride = self.stride if conv_stride is None else int(conv_stride)
+        self.fixed_length = fixed_length
         self.per_step = False
         self.embedding = None
         with self.name_scope():
@@ -114,6 +133,50 @@ class SeriesModel(HybridBlock):
                     "target_std", mx.nd.array([float(target[1])]))
         self.bidirectional = self.encoder.num_directions == 2
 
+    def options(self) -> dict:
+        """The constructor arguments (without ``prefix`` / ``params``)."""
+        return dict(self._options)
+
+    def variant(self, **changes: Any) -> SeriesModel:
+        """This model rebuilt with ``changes`` to its options (``fixed_length=T``, encoder
+        options) on the same Parameter objects."""
+        return SeriesModel(**{**self.options(), **changes}, prefix=self.prefix,
+                           params=self.collect_params())
+
+    def streaming_refusal(self) -> str | None:
+        """Why this model cannot run chunk by chunk: always, as each answer reads the
+        whole series (its statistics, convolutions over later steps, or step windows)."""
+        parts = [what for what, present in (
+            ("per-series normalisation (statistics of the whole series)", self.znorm),
+            ("a convolutional branch (its kernels read later steps; a mean over all steps)",
+             self.conv), (f"windows of {self.stride} steps averaged", self.stride > 1),
+            (f"windows of {self.conv_stride} steps for the convolutional branch",
+             self.conv is not None and self.conv_stride not in (1, self.stride)),
+            ("a bidirectional encoder", self.bidirectional)) if present]
+        return ("the series model reads the whole series at once"
+                + (f": {'; '.join(parts)}" if parts else "")
+                + "; export it with valid_length (the default)")
+
+    def branch_inputs(self, F, x, valid_length):
+        """``((encoder input, lengths), conv branch input (x, lengths) or None)``:
+        ``x (N, T, C)`` z-normalised (if on), then averaged over windows of ``stride``
+        steps for the encoder (``(N, ceil(T / stride), C')``, ``ceil(valid_length /
+        stride)`` float) and of ``conv_stride`` steps for the convolutional branch."""
+        valid_length = F.cast(valid_length, dtype="float32")
+        if self.znorm is not None:
+            x = self.znorm(x, valid_length)
+        conv_in = None
+        if self.conv is not None:  # its own resolution (the recurrent one, or finer)
+            conv_in = (x, valid_length) if self.conv_stride == 1 else \
+                average_steps(F, x, valid_length, self.conv_stride)
+        if self.stride > 1:
+            x, valid_length = average_steps(F, x, valid_length, self.stride)
+        return (x, valid_length), conv_in
+
+    def encoder_input(self, F, x, valid_length):
+        """The encoder's input and lengths (see :meth:`branch_inputs`)."""
+        return self.branch_inputs(F, x, valid_length)[0]
+
     def load_parameters(self, filename, ctx=None, **kwargs) -> None:
         """Load saved parameters into fresh arrays: after an inference pass oneDNN keeps the
         convolution weights in its own layout, and MXNet 1.9.1 cannot copy into those
@@ -125,20 +188,23 @@ class SeriesModel(HybridBlock):
                                  param.list_ctx())
         super().load_parameters(filename, ctx=ctx, **kwargs)
 
-    def hybrid_forward(self, F, x, valid_length, target_mean=None, target_std=None):
-        valid_length = F.cast(valid_length, dtype="float32")
-        if self.znorm is not None:
-            x = self.znorm(x, valid_length)
-        conv_in = None
-        if self.conv is not None:  # its own resolution (the recurrent one, or finer)
-            conv_in = (x, valid_length) if self.conv_stride == 1 else \
-                average_steps(F, x, valid_length, self.conv_stride)
-        if self.stride > 1:
-            x, valid_length = average_steps(F, x, valid_length, self.stride)
+    def hybrid_forward(self, F, x, *rest, target_mean=None, target_std=None):
+        if self.fixed_length:  # every row holds T steps: lengths built from x's shape
+            valid_length = F.sum(F.ones_like(F.slice_axis(x, axis=2, begin=0, end=1)),
+                                 axis=(1, 2))
+        else:
+            valid_length = rest[0]
+        (x, valid_length), conv_in = self.branch_inputs(F, x, valid_length)
         h = self.input_dropout(x) if self.input_dropout is not None else x
-        out = self.encoder(h, valid_length)
-        features = pool(F, out, valid_length, self.pooling, self.bidirectional,
-                        self.encoder.hidden_size)
+        if self.fixed_length:  # every window is full: the encoder's path without lengths
+            steps = -(-int(self.fixed_length) // self.stride)
+            out = self.encoder(h, None)
+            features = pool(F, out, None, self.pooling, self.bidirectional,
+                            self.encoder.hidden_size, steps)
+        else:
+            out = self.encoder(h, valid_length)
+            features = pool(F, out, valid_length, self.pooling, self.bidirectional,
+                            self.encoder.hidden_size)
         if conv_in is not None:
             features = F.concat(features, self.conv(*conv_in), dim=1)
         out = self.head(features)

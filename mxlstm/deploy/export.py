@@ -71,7 +71,7 @@ def fixed_length_refusal(prepared, streaming: bool) -> tuple[int | None, str | N
     if length is None:
         return None, (f"the run's sequences have different lengths ({low} to {high} steps), "
                       f"so the graph needs valid_length")
-    refusal = getattr(prepared.model, "export_refusal", None)  # SeriesModel, ensembles
+    refusal = getattr(prepared.model, "export_refusal", None)  # ensembles
     if refusal:
         return None, refusal
     return length, None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from mxnet.gluon import HybridBlock
 
-from mxlstm.blocks.models import LanguageModel, SequenceModel
+from mxlstm.blocks.models import LanguageModel
 
 INFERENCE = {"dropout": 0.0, "weight_dropout": 0.0, "input_dropout": 0.0,
              "embedding_dropout": 0.0}
@@ -45,10 +45,14 @@ def stateful_graph(model: HybridBlock, layerwise: bool = False) -> HybridBlock:
     return model.variant(streaming=True, **changes)
 
 
-def fixed_length_graph(model: SequenceModel, length: int,
-                       split_directions: bool = True) -> SequenceModel:
-    """The sequence model without ``valid_length``: every row holds ``length`` steps."""
-    return model.variant(fixed_length=length, **INFERENCE,
+def fixed_length_graph(model: HybridBlock, length: int,
+                       split_directions: bool = True) -> HybridBlock:
+    """The sequence (or series) model without ``valid_length``: every row holds
+    ``length`` steps."""
+    options = model.options()
+    inference = {k: v for k, v in INFERENCE.items()
+                 if k in options or k in ("dropout", "weight_dropout")}  # encoder options
+    return model.variant(fixed_length=length, **inference,
                          **_export_encoder(model, split_directions))
 
 

@@ -1,5 +1,5 @@
 """What int8 costs and buys, per trained run: ``python -m mxlstm.deploy.int8_report RUN
-[RUN ...] --out-dir DIR [--repeats 100] [--rounds 5]``.
+[RUN ...] --out-dir DIR [--repeats 100] [--rounds 5] [--quantize-conv]``.
 
 For each run: ``mxlstm export --onnx --int8`` into ``DIR/<run>``, then one JSON object
 with the file size ratio (fp32 / int8), the latency ratio int8 / fp32 ONNX at batch 1 and
@@ -59,8 +59,10 @@ def onnx_test_metric(prepared, meta: dict, path: Path) -> dict:
     return {"accuracy": round(right / total, 4), "examples": total}
 
 
-def report(run: Path, out_dir: Path, repeats: int = 100, rounds: int = 5) -> dict:
-    """Export ``run`` with ``--onnx --int8`` into ``out_dir`` and measure (module doc)."""
+def report(run: Path, out_dir: Path, repeats: int = 100, rounds: int = 5,
+           conv: bool = False) -> dict:
+    """Export ``run`` with ``--onnx --int8`` into ``out_dir`` and measure (module doc);
+    ``conv``: the int8 graph also quantizes convolutions (``export_onnx(int8_conv=)``)."""
     from mxlstm.deploy.export import export_model
     from mxlstm.deploy.latency import measure_latency
     from mxlstm.deploy.onnx_export import export_onnx
@@ -68,7 +70,7 @@ def report(run: Path, out_dir: Path, repeats: int = 100, rounds: int = 5) -> dic
 
     prefix = out_dir / run.name
     meta = export_model(run, prefix)
-    record = export_onnx(prefix, model_dir=run, int8=True)
+    record = export_onnx(prefix, model_dir=run, int8=True, int8_conv=conv)
     fp32, int8 = Path(str(prefix) + ".onnx"), Path(str(prefix) + "-int8.onnx")
     prepared, _, _ = load_model(run)
     metrics = {name: onnx_test_metric(prepared, meta, path)
@@ -88,6 +90,7 @@ def report(run: Path, out_dir: Path, repeats: int = 100, rounds: int = 5) -> dic
                                                               "int8": int8.stat().st_size},
             "size_ratio": record["int8"]["size_ratio"],
             "quantized_ops": record["int8"]["quantized_ops"],
+            "method": record["int8"]["method"],
             "test": metrics, "change": change, "latency": latency,
             "fp32_vs_mxlstm_max_abs_diff": record["verification"]["max_abs_diff"],
             "machine": timing["machine"]}
@@ -100,10 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, metavar="DIR", help="where to export")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quantize-conv", action="store_true",
+                        help="also quantize the series model's convolutions (ConvInteger)")
     args = parser.parse_args(argv)
     for run in args.runs:
-        print(json.dumps(report(Path(run), Path(args.out_dir), args.repeats, args.rounds)),
-              flush=True)
+        print(json.dumps(report(Path(run), Path(args.out_dir), args.repeats, args.rounds,
+                                args.quantize_conv)), flush=True)
     return 0
 
 

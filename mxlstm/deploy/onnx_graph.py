@@ -24,7 +24,9 @@ reshaped to ``(T, N, D*H)`` (forward then reverse) for the next layer; the final
 ``(D, N, H)`` of the layers are concatenated to ``(L*D, N, H)`` in mxlstm's state order
 ``l0, r0, l1, ...``. Pooling ``last`` reads the top layer's ``Y_h`` (forward: the state at
 step ``length - 1``; reverse: after reading the whole row), ``mean`` / ``max`` and per-step
-heads use a length mask. Dropouts are identities at inference and are left out.
+heads use a length mask. Dropouts are identities at inference and are left out. The series
+model's z-normalisation, window averaging and convolutional branch are
+:mod:`mxlstm.deploy.onnx_series`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+from mxlstm.deploy import onnx_series
 from mxlstm.kinds import KINDS
 
 OPSET = 17
@@ -64,6 +67,21 @@ class _Graph:
             [self.name(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, names, **attrs))
         return names[0] if len(names) == 1 else names
+
+    def pruned(self, outputs: list[str]) -> tuple[list, list]:
+        """``(nodes, initializers)`` that the graph ``outputs`` need: ONNX Runtime runs
+        every node it is given (a last layer's unused ``Y`` and its transposes cost ~20 us
+        a call at batch 1). A recurrent node's unused ``Y`` output is left unnamed, so
+        the kernel does not write it."""
+        needed, nodes = set(outputs), []
+        for node in reversed(self.nodes):
+            if not needed.intersection(node.output):
+                continue
+            if node.op_type in ("LSTM", "GRU", "RNN") and node.output[0] not in needed:
+                node.output[0] = ""  # optional output Y
+            needed.update(i for i in node.input if i)
+            nodes.append(node)
+        return nodes[::-1], [t for t in self.initializers if t.name in needed]
 
 
 def _numpy(param) -> np.ndarray:
@@ -187,6 +205,57 @@ def _pool(g: _Graph, out: str, how: str, lengths_f: str | None, top: str) -> str
     return g.op("ReduceMax", [kept], axes=[1], keepdims=0)
 
 
+def is_series(model) -> bool:
+    """Whether ``model`` is the series model (its stages: :mod:`mxlstm.deploy.onnx_series`)."""
+    from mxlstm.blocks.series_model import SeriesModel
+
+    return isinstance(model, SeriesModel)
+
+
+def model_body(g: _Graph, model, kind: str, streaming: bool, x: str, dtype: str,
+               lengths_f: str | None, lengths: str | None, states: list[str]
+               ) -> tuple[str, list[str]]:
+    """The nodes of one trained model from its input ``x`` (of ``dtype``) and lengths
+    (float ``(N,)`` and int32, or None): ``(main output, final states (L*D, N, H))``."""
+    embedding = getattr(model, "embedding", None)
+    if embedding is not None:
+        ids = g.op("Cast", [x], to=TensorProto.INT64)
+        x = g.op("Gather", [g.const("embedding", _numpy(embedding.weight)), ids], axis=0)
+    elif dtype != "float32":
+        x = g.op("Cast", [x], to=TensorProto.FLOAT)
+    if getattr(model, "projection", None) is not None:
+        x = _dense(g, x, model.projection)
+    series = is_series(model)
+    if series:  # z-norm and window averaging before the encoder (mxlstm.deploy.onnx_series)
+        x, lengths_f, lengths, conv = onnx_series.series_input(g, model, x, lengths_f,
+                                                               lengths)
+    seq, finals, top = _recurrent(g, g.op("Transpose", [x], perm=[1, 0, 2]), model.encoder,
+                                  lengths or "", states)
+    out = g.op("Transpose", [seq], perm=[1, 0, 2])  # (N, T, D*H)
+    if KINDS[kind].answer == "tokens":  # a language model
+        main = _head(g, out, model.decoder)
+    elif streaming:
+        main = _head(g, out, model.head)
+    elif model.per_step:
+        if lengths_f is not None:  # mxlstm zeroes the encoder's output past each length
+            mask = g.op("Cast", [_mask(g, out, lengths_f)], to=TensorProto.FLOAT)
+            out = g.op("Mul", [out, mask])
+        main = _head(g, out, model.head)
+    elif series:
+        pooled = _pool(g, out, model.pooling, lengths_f, top[0])
+        main = onnx_series.series_output(g, model, conv, pooled, _head)
+    else:
+        main = _head(g, _pool(g, out, model.pooling, lengths_f, top[0]), model.head)
+    return main, finals
+
+
+def is_ensemble(model) -> bool:
+    """Whether ``model`` is a seed ensemble (:mod:`mxlstm.deploy.onnx_ensemble`)."""
+    from mxlstm.ensemble import EnsembleModel
+
+    return isinstance(model, EnsembleModel)
+
+
 def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list[str],
                check_states: bool = False):
     """ONNX ``ModelProto`` of a trained model.
@@ -214,29 +283,13 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
     if [i.name for i in inputs] != names:
         raise ValueError(f"cannot build graph inputs {names}")
 
-    x = "data"
-    embedding = getattr(model, "embedding", None)
-    if embedding is not None:
-        ids = g.op("Cast", [x], to=TensorProto.INT64)
-        x = g.op("Gather", [g.const("embedding", _numpy(embedding.weight)), ids], axis=0)
-    elif spec["dtype"] != "float32":
-        x = g.op("Cast", [x], to=TensorProto.FLOAT)
-    if getattr(model, "projection", None) is not None:
-        x = _dense(g, x, model.projection)
-    seq, finals, top = _recurrent(g, g.op("Transpose", [x], perm=[1, 0, 2]), model.encoder,
-                                  lengths or "", states)
-    out = g.op("Transpose", [seq], perm=[1, 0, 2])  # (N, T, D*H)
-    if KINDS[kind].answer == "tokens":  # a language model
-        main = _head(g, out, model.decoder)
-    elif streaming:
-        main = _head(g, out, model.head)
-    elif model.per_step:
-        if lengths_f is not None:  # mxlstm zeroes the encoder's output past each length
-            mask = g.op("Cast", [_mask(g, out, lengths_f)], to=TensorProto.FLOAT)
-            out = g.op("Mul", [out, mask])
-        main = _head(g, out, model.head)
+    if is_ensemble(model):
+        from mxlstm.deploy.onnx_ensemble import ensemble_body
+
+        main, finals = ensemble_body(g, model, kind, "data", spec["dtype"], lengths_f, lengths)
     else:
-        main = _head(g, _pool(g, out, model.pooling, lengths_f, top[0]), model.head)
+        main, finals = model_body(g, model, kind, streaming, "data", spec["dtype"], lengths_f,
+                                  lengths, states)
     results = [main] + (finals if states else [])
     if len(results) != len(output_names):
         raise ValueError(f"the graph has {len(results)} outputs, the export {output_names}")
@@ -244,14 +297,15 @@ def build_onnx(model, kind: str, streaming: bool, spec: dict, output_names: list
     if check_states and not states:
         extra = [f"final_state_{k}" for k in "hc"[:len(finals)]]
         results += finals
-    per_step = KINDS[kind].answer == "tokens" or streaming or model.per_step
+    per_step = KINDS[kind].answer == "tokens" or streaming or getattr(model, "per_step", False)
     shapes = [["N", "T", "K"] if per_step else ["N", "K"]]
     shapes += [s["shape"] for s in spec["states"]] or [["LD", "N", "H"]] * len(extra)
     outputs = []
     for value, name, shape in zip(results, list(output_names) + extra, shapes):
         g.op("Identity", [value], [name])
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
-    graph = helper.make_graph(g.nodes, "mxlstm", inputs, outputs, g.initializers)
+    nodes, initializers = g.pruned([o.name for o in outputs])
+    graph = helper.make_graph(nodes, "mxlstm", inputs, outputs, initializers)
     proto = helper.make_model(graph, producer_name="mxlstm",
                               opset_imports=[helper.make_opsetid("", OPSET)])
     proto.ir_version = 8  # onnxruntime 1.15 reads IR <= 9; onnx 1.14 writes 9

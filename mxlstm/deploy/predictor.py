@@ -284,10 +284,27 @@ class Predictor:
         if self.states and main.ndim == 3 and self.answers != "step_labels":
             last = lengths.astype(np.int64) - 1  # per-step outputs: the last valid step
             main = main[np.arange(len(main)), last]
-        results = [self._answer(main[k], int(lengths[k]), top_k) for k in range(len(main))]
+        if self.answers in ("tokens", "values", "step_labels"):
+            results = [self._answer(main[k], int(lengths[k]), top_k)
+                       for k in range(len(main))]
+        else:
+            results = self._label_answers(main, top_k)
         return results, new_states
 
+    def _label_answers(self, logits: np.ndarray, top_k: int) -> list[dict]:
+        """Classifier answers for logits ``(N, K)``: one softmax over the batch and lists
+        instead of numpy scalars (a third of the Python time around a batch-1 call)."""
+        p = _softmax(logits)
+        best = np.argsort(-p, axis=-1, kind="stable")[:, :top_k].tolist()
+        labels = self.labels
+        out = []
+        for row, top in zip(p.tolist(), best):
+            out.append({"label": labels[top[0]], "probabilities": dict(zip(labels, row)),
+                        "top_k": [{"label": labels[i], "probability": row[i]} for i in top]})
+        return out
+
     def _answer(self, out: np.ndarray, length: int, top_k: int) -> dict:
+        """The answer of one row of a language model, regressor or tagger."""
         if self.answers == "tokens":
             p = _softmax(out)
             best = np.argsort(-p, kind="stable")[:top_k]
@@ -296,13 +313,7 @@ class Predictor:
         if self.answers == "values":
             values = [float(v) for v in out]
             return {"value": values[0] if len(values) == 1 else values}
-        if self.answers == "step_labels":
-            return {"labels": [self.labels[i] for i in out[:length].argmax(axis=-1)]}
-        p = _softmax(out)
-        best = np.argsort(-p, kind="stable")[:top_k]
-        return {"label": self.labels[int(p.argmax())],
-                "probabilities": {name: float(v) for name, v in zip(self.labels, p)},
-                "top_k": [{"label": self.labels[i], "probability": float(p[i])} for i in best]}
+        return {"labels": [self.labels[i] for i in out[:length].argmax(axis=-1)]}
 
 
 def predict_file(predictor: Predictor, path: str, top_k: int | None = None,

@@ -73,6 +73,29 @@ def test_target_scaling_and_reload_after_inference(tmp_path):
     assert np.abs(other.head[0].weight.grad().asnumpy()).sum() > 0
 
 
+@pytest.mark.parametrize("options", [
+    {"series_norm": True, "conv_filters": (4, 8, 4), "stride": 3, "pooling": "last"},
+    {"series_norm": True, "keep_level": True, "conv_filters": (4,), "pooling": "mean"},
+    {"conv_filters": (5, 3), "stride": 2, "pooling": "max", "target": (10.0, 2.0)},
+])
+def test_fixed_length_variant_equals_the_model_read_to_the_end(options):
+    model = _model(**options)
+    x = mx.nd.array(np.random.RandomState(2).normal(size=(4, 11, 2)))
+    reference = model(x, mx.nd.full((4,), 11)).asnumpy()
+    fixed = model.variant(fixed_length=11)  # the same Parameter objects, no valid_length
+    fixed.hybridize(static_alloc=True)
+    assert set(fixed.collect_params()) == set(model.collect_params())
+    np.testing.assert_allclose(fixed(x).asnumpy(), reference, atol=1e-6)
+
+
+def test_streaming_is_refused_with_what_reads_the_whole_series():
+    reason = SeriesModel(3, 4, series_norm=True, conv_filters=(4,), stride=2).streaming_refusal()
+    for words in ("per-series normalisation", "convolutional branch", "windows of 2 steps",
+                  "valid_length"):
+        assert words in reason
+    assert "\n" not in reason
+
+
 def test_conv_branch_reads_its_own_resolution(tmp_path):
     """conv_stride=1: the convolutional branch sees every step while the recurrent branch
     reads windows of 3; the branch features are those of the two inputs computed apart."""

@@ -116,6 +116,9 @@ def test_streaming_chunks_equal_one_full_pass(base):
 def test_streaming_is_refused_where_it_cannot_be_exact(base):
     with pytest.raises(ModelFileError, match="bidirectional"):
         export_model(tiny_run(base, "digits"), base / "never", streaming=True)
+    with pytest.raises(ModelFileError, match="the series model reads the whole series at "
+                                             "once: a convolutional branch"):
+        export_model(tiny_run(base, "vowels-fcn"), base / "never", streaming=True)
     mean_pooled = SequenceModel(3, 8, pooling="mean")
     assert "pooling='mean'" in mean_pooled.streaming_refusal()
     assert SequenceModel(3, 8).streaming_refusal() is None

@@ -18,7 +18,8 @@ from test_predictor import RUNS, TINY, exported, probs, tiny_run
 from mxlstm import runs
 from mxlstm.cli import main
 from mxlstm.config import apply_overrides
-from mxlstm.data.sources import load_digits
+from mxlstm.data.fileio import embedded_path
+from mxlstm.data.sources import load_digits, load_ts
 from mxlstm.deploy.export import export_model
 from mxlstm.deploy.onnx_export import export_onnx
 from mxlstm.deploy.predictor import ModelFilesError, Predictor
@@ -55,14 +56,14 @@ def onnx_exported(base: Path, name: str, streaming: bool = False) -> Path:
 def raw_inputs(name: str) -> list:
     if name == "text":
         return TEXTS
-    if name == "vowels":  # series of several lengths
+    if name.startswith("vowels"):  # series of several lengths
         rng = np.random.RandomState(0)
         return [rng.randn(n, 12) for n in (7, 20, 13, 29, 9)]
     seqs = load_digits().sequences[:6]
     return [s[:n] for s, n in zip(seqs, (8, 3, 8, 5, 1, 8))]  # prefixes: lengths vary
 
 
-@pytest.mark.parametrize("name", ["digits", "vowels", "text"])
+@pytest.mark.parametrize("name", ["digits", "vowels", "vowels-fcn", "text"])
 def test_variable_length_classifier_matches_the_mxnet_predictor(base, name):
     prefix = onnx_exported(base, name)
     record = read_meta(prefix)["onnx"]
@@ -77,6 +78,9 @@ def test_variable_length_classifier_matches_the_mxnet_predictor(base, name):
     mine, theirs = mx_p.predict(items), ort_p.predict(items)
     assert np.abs(probs(mine, mx_p.labels) - probs(theirs, mx_p.labels)).max() <= 1e-5
     assert [a["label"] for a in mine] == [a["label"] for a in theirs]
+    if name == "vowels-fcn":  # the preset's LSTM-FCN: conv branch, batch norm
+        assert record["other_stages"] == ["3 x Conv (BatchNorm folded in)/Relu [64, 128, 64]"
+                                          ", masked mean"]
     alone = [ort_p.predict_one(item) for item in items]  # unpadded, one at a time
     assert np.abs(probs(alone, mx_p.labels) - probs(theirs, mx_p.labels)).max() <= 1e-5
 
@@ -197,3 +201,94 @@ def test_latency_interleaves_backends_and_records_threads(base):
     assert result["exports"][2]["batches"]["3"]["vs_first"]["graph_only"] > 0
     threads = result["machine"]["onnxruntime"]
     assert threads["intra_op_num_threads"] == 1 and threads["version"] == ort.__version__
+
+
+def test_univariate_series_model_fixed_length_and_one_line_refusals(base, tmp_path, capsys):
+    """GunPoint with the uea preset: per-series z-norm, windows of 2 of its 150 steps, the
+    conv branch; both exports (valid_length, --fixed-length) in MXNet and ONNX Runtime."""
+    run = tiny_run(base, "uea-gunpoint")
+    prefix = onnx_exported(base, "uea-gunpoint")
+    record = read_meta(prefix)["onnx"]
+    assert record["other_stages"][:2] == ["per-series z-normalisation",
+                                          "windows of 2 steps averaged"]
+    assert record["verification"]["max_abs_diff"] <= 1e-5
+    series = load_ts(embedded_path("uea/GunPoint_TEST.ts")).sequences[:5]
+    items = [s[:n] for s, n in zip(series, (150, 90, 37, 150, 3))]
+    mx_p, ort_p = Predictor(prefix), Predictor(prefix, backend="onnxruntime")
+    labels = mx_p.labels
+    assert np.abs(probs(mx_p.predict(items), labels)
+                  - probs(ort_p.predict(items), labels)).max() <= 1e-5
+    fixed = tmp_path / "fixed"
+    meta = export_model(run, fixed, fixed_length=True)
+    assert meta["input"]["names"] == ["data"] and meta["input"]["fixed_length"] == 150
+    assert meta["verification"]["fixed_length_vs_trained_max_abs_diff"] <= 1e-5
+    export_onnx(fixed, model_dir=run)
+    full = series[:4]
+    expected = probs(mx_p.predict(full), labels)
+    for backend in ("mxnet", "onnxruntime"):
+        got = probs(Predictor(fixed, backend=backend).predict(full), labels)
+        assert np.abs(got - expected).max() <= 1e-5, backend
+    capsys.readouterr()
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "s"),
+                 "--streaming"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(
+        "mxlstm: error: cannot export for streaming: the series model reads the whole series")
+
+
+def test_int8_of_the_series_model_keeps_conv_fp32_unless_asked(base, tmp_path):
+    prefix = onnx_exported(base, "vowels-fcn")
+    default = read_meta(prefix)["onnx"]["int8"]
+    assert "ConvInteger" not in default["quantized_ops"]
+    assert default["quantized_ops"]["DynamicQuantizeLSTM"] == 1
+    run = tiny_run(base, "vowels-fcn")
+    copy = tmp_path / "conv8"
+    export_model(run, copy)
+    record = export_onnx(copy, model_dir=run, int8=True, int8_conv=True)["int8"]
+    assert record["quantized_ops"]["ConvInteger"] == 3 and "Conv: QUInt8" in record["method"]
+    assert record["size_ratio"] > 2 * default["size_ratio"]  # the conv weights dominate
+    assert record["vs_fp32"]["top1_agreement"] >= 0.8
+    items = raw_inputs("vowels")
+    fp, q = Predictor(copy, backend="onnxruntime"), Predictor(copy, backend="onnxruntime-int8")
+    diff = np.abs(probs(q.predict(items), fp.labels) - probs(fp.predict(items), fp.labels))
+    assert 0 < diff.max() < 0.2
+
+
+def test_seed_ensemble_exports_as_one_onnx_graph(base):
+    prefix = onnx_exported(base, "vowels-ens")
+    record = read_meta(prefix)["onnx"]
+    assert record["recurrent_ops"] == "2 x 1 x ONNX LSTM bidirectional with sequence_lens"
+    assert record["other_stages"][-1] == "2 ensemble members averaged"
+    assert record["verification"]["max_abs_diff"] <= 1e-5
+    assert record["verification"]["states_max_abs_diff"] is None  # members' states: no
+    mx_p, ort_p = Predictor(prefix), Predictor(prefix, backend="onnxruntime")
+    items = raw_inputs("vowels")
+    assert np.abs(probs(mx_p.predict(items), mx_p.labels)
+                  - probs(ort_p.predict(items), mx_p.labels)).max() <= 1e-5
+
+
+def test_ort_profile_names_where_the_time_goes(base):
+    from mxlstm.deploy.ort_profile import profile_export
+
+    prefix = onnx_exported(base, "vowels-fcn")
+    fp32 = profile_export(str(prefix), batch_size=3, calls=20)
+    assert fp32["calls_timed"] == 18 and fp32["input_shape"][0] == 3
+    assert {"LSTM", "FusedConv"} <= set(fp32["ops"])  # ORT fuses Conv + Relu
+    assert fp32["ops"]["FusedConv"]["nodes"] == 3
+    assert abs(sum(o["share"] for o in fp32["ops"].values()) - 1) < 0.01
+    int8 = profile_export(str(prefix), int8=True, batch_size=3, calls=20)
+    assert "DynamicQuantizeLSTM" in int8["ops"] and "LSTM" not in int8["ops"]
+
+
+def test_check_tolerance_is_absolute_plus_relative_and_refuses(base, tmp_path, monkeypatch):
+    from mxlstm.deploy import onnx_check
+
+    big, small = np.array([20.0, -20.0]), np.array([0.1, -0.1])
+    assert onnx_check.excess(big, big + 1.5e-5) <= 1e-5  # a few ulp of a logit of 20
+    assert onnx_check.excess(small, small + 1.5e-5) > 1e-5  # the same near 0: refused
+    monkeypatch.setattr(onnx_check, "excess", lambda a, b: 1.0)
+    run = tiny_run(base, "digits")
+    export_model(run, tmp_path / "d")
+    with pytest.raises(ModelFileError, match="ONNX export refused: ONNX Runtime differs"):
+        export_onnx(tmp_path / "d", model_dir=run)
+    assert not (tmp_path / "d.onnx").exists()

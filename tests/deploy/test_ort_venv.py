@@ -65,8 +65,11 @@ def test_predictor_without_mxnet_matches_the_mxnet_predictor(base, tmp_path, ort
     deploy = tmp_path / "deploy"  # what a user copies: the predictor files + 2 per model
     ship_predictor(deploy)
     digits = load_digits().sequences
+    rng = np.random.RandomState(0)
     items = {"digits": [d[:n].tolist() for d, n in zip(digits, (8, 2, 5, 8, 1))],
-             "text": TEXTS, "lm": ["she was", "it is a truth universally acknowledged"]}
+             "text": TEXTS, "lm": ["she was", "it is a truth universally acknowledged"],
+             # the vowels preset's LSTM-FCN (conv branch, batch norm), series of 7..29 steps
+             "vowels-fcn": [rng.randn(n, 12).tolist() for n in (7, 29, 13)]}
     jobs, prefixes = {}, {}
     for name in items:
         prefixes[name] = onnx_exported(base, name)
@@ -80,7 +83,7 @@ def test_predictor_without_mxnet_matches_the_mxnet_predictor(base, tmp_path, ort
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["mxnet_found"] is False and got["modules"] == []
-    for name in ("digits", "text"):
+    for name in ("digits", "text", "vowels-fcn"):
         reference = Predictor(prefixes[name])
         expected = reference.predict(items[name], top_k=2)
         assert np.abs(probs(got[name], reference.labels)

@@ -33,9 +33,11 @@ TINY = {"train.epochs": 1, "train.max_batches": 2, "model.hidden_size": 16,
         "train.progress": False, "train.eval_batch_size": 64}
 RUNS = {"digits": {}, "digits-uni": {"model.bidirectional": False},
         "text": {"model.embed_size": 16},
-        # the recurrent model; the vowels preset's series model (LSTM-FCN) is exported and
-        # checked in tests/e2e/test_series_regression.py (regression, ensemble)
+        # the recurrent model; "vowels-fcn" is the preset's series model (LSTM-FCN) and
+        # "uea-gunpoint" the univariate one (per-series z-norm, windows of 2 of 150 steps)
         "vowels": {"model.family": "lstm", "model.series_norm": "false", "model.max_steps": 0},
+        "vowels-fcn": {}, "uea-gunpoint": {"data.name": "GunPoint"},
+        "vowels-ens": {"train.ensemble": 2},  # a seed ensemble of two LSTM-FCNs
         "lm": {"data.max_vocab": 500, "model.embed_size": 16, "train.eval_batch_size": 8}}
 
 
@@ -134,7 +136,8 @@ print(json.dumps(out))
 
 
 def test_fresh_process_matches_training_model(base, tmp_path):
-    prefixes = {name: exported(base, name) for name in ("digits", "text", "vowels", "lm")}
+    prefixes = {name: exported(base, name)
+                for name in ("digits", "text", "vowels", "vowels-fcn", "lm")}
     deploy = tmp_path / "deploy"  # the predictor file copied next to the exported files
     deploy.mkdir()
     ship_predictor(deploy)  # predictor.py and its siblings
@@ -155,6 +158,7 @@ def test_fresh_process_matches_training_model(base, tmp_path):
     jobs = {"digits": {"prefix": str(deploy / "digits"), "items": [r.tolist() for r in digit_rows]},
             "text": {"prefix": str(deploy / "text"), "items": texts},
             "vowels": {"prefix": str(deploy / "vowels"), "file": str(ts_file)},
+            "vowels-fcn": {"prefix": str(deploy / "vowels-fcn"), "file": str(ts_file)},
             "lm": {"prefix": str(deploy / "lm"), "items": prompts, "top_k": 10}}
     site = sysconfig.get_paths()["purelib"]
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", CHILD, str(deploy), site,
@@ -190,6 +194,9 @@ def test_fresh_process_matches_training_model(base, tmp_path):
     series = load_ts(ts_file).sequences
     assert len({len(s) for s in series}) > 1
     check("vowels", [vowel_stats.apply(s) for s in series])
+    _, fcn_meta = runs.load_run(tiny_run(base, "vowels-fcn"))  # LSTM-FCN: conv, batch norm
+    fcn_stats = NormalizationStats.from_dict(fcn_meta["normalization"])
+    check("vowels-fcn", [fcn_stats.apply(s) for s in series])
 
     prepared, _, lm_meta = runs.load_model(tiny_run(base, "lm"))
     lm_vocab = Vocab.from_json(lm_meta["files"]["vocab.json"])
