@@ -7,26 +7,43 @@ import math
 import shlex
 from pathlib import Path
 
-# kind of task -> (test metric, how to show it, baseline key, baseline name)
+# kind of task -> (test metric, how to show it, baseline key, baseline name); a key
+# "a.b" reads baseline["a"]["b"]
 _HEADLINES = {
     "accuracy": ("accuracy", "{:.1%}", "majority_accuracy", "majority class"),
     "perplexity": ("perplexity", "{:.1f}", "unigram_perplexity", "unigram model"),
+    "rmse": ("rmse", "{:.3g}", "mean_predictor.rmse", "predicting the mean"),
     "mse": ("mse", "{:.3g}", "mean_predictor_mse", "predicting the mean"),
     "nll": ("loss", "{:.3g} nats per step", "memoryless_nll", "memoryless guess"),
 }
+# the other baselines of a report, shown after the first when they were computed
+_MORE_BASELINES = {
+    "accuracy": (("1nn_euclidean_accuracy", "1-NN Euclidean"), ("1nn_dtw_accuracy", "1-NN DTW"),
+                 ("bow_logistic_accuracy", "bag-of-words logistic regression")),
+    "rmse": (("ridge.rmse", "ridge regression"),),
+}
+
+
+def _lookup(baseline: dict, key: str):
+    value = baseline
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _headline(report: dict) -> str:
     test, baseline = report.get("test", {}), report.get("baseline", {})
     usable = [item for item in _HEADLINES.items()
-              if item[1][0] in test and item[1][2] in baseline]
+              if item[1][0] in test and _lookup(baseline, item[1][2]) is not None]
     usable += [item for item in _HEADLINES.items() if item[1][0] in test]
     for name, (key, fmt, base_key, base_name) in usable:
-        label = "test NLL" if name == "nll" else f"test {name}"
+        label = {"nll": "test NLL", "rmse": "test RMSE"}.get(name, f"test {name}")
         text = f"{label} {_fmt(fmt, test[key])}"
-        base = baseline.get(base_key)
-        if base is not None:
-            text += f" ({base_name} {_fmt(fmt, base)})"
+        shown = [(base_key, base_name)] + list(_MORE_BASELINES.get(name, ()))
+        parts = [f"{what} {_fmt(fmt, _lookup(baseline, k))}" for k, what in shown
+                 if isinstance(_lookup(baseline, k), int | float)]
+        if parts:
+            text += f" ({', '.join(parts)})"
         if name == "nll" and "accuracy" in test:
             text += f", per-symbol accuracy {test['accuracy']:.1%} (blanks included)"
         return text

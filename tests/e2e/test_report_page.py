@@ -38,12 +38,22 @@ def test_summary_sentences_name_metric_baseline_epoch_and_next_commands(run, cap
     report = json.loads((run / "report.json").read_text())
     lines = summary_lines(report, "runs/digits")
     accuracy = report["test"]["accuracy"]
+    baseline = report["baseline"]
     assert lines[0].startswith(f"Test accuracy {accuracy:.1%} (majority class "
-                               f"{report['baseline']['majority_accuracy']:.1%}), best epoch "
+                               f"{baseline['majority_accuracy']:.1%}, 1-NN Euclidean "
+                               f"{baseline['1nn_euclidean_accuracy']:.1%}), best epoch "
                                f"{report['best_epoch']} of 2 (by valid accuracy), ")
     assert lines[1] == "Saved to runs/digits (report.json, metrics.jsonl, checkpoints/best)."
     assert lines[2] == ("Next: mxlstm report runs/digits | mxlstm evaluate --model runs/digits "
                         "| mxlstm export --model runs/digits --out export/digits")
+
+
+def test_regression_names_rmse_against_the_mean_and_ridge():
+    report = {"test": {"mse": 3.14, "rmse": 1.772, "r2": 0.98},
+              "baseline": {"mean_predictor": {"rmse": 12.89}, "ridge": {"rmse": 2.018}},
+              "best_epoch": 105, "epochs_run": 112, "monitor": "rmse", "seconds": 268}
+    assert summary_lines(report, "r")[0].startswith(
+        "Test RMSE 1.77 (predicting the mean 12.9, ridge regression 2.02), best epoch 105")
 
 
 def test_copy_task_compares_like_with_like():
