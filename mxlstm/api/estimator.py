@@ -6,6 +6,7 @@ task's own evaluation pipeline, ``evaluate`` and ``export``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,7 @@ class Estimator:
         from mxlstm import runs
         from mxlstm.training.rundir import run_status
 
+        self.config()  # bad settings are refused before anything is written
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"mxlstm-"
                                                                            f"{self.preset}-"))
         status = run_status(out) if out.is_dir() else None
@@ -90,8 +92,8 @@ class Estimator:
             if resume and data_dir.is_dir():
                 _require_same_data(Path(scratch), data_dir)
             data_dir.mkdir(parents=True, exist_ok=True)
-            for file in Path(scratch).iterdir():
-                file.replace(data_dir / file.name)
+            for file in Path(scratch).iterdir():  # /tmp may be another file system
+                shutil.move(str(file), str(data_dir / file.name))
         data = {k: str((data_dir / Path(v).name).resolve()) for k, v in keys.items()}
         data.update(self.data_keys)
         cfg = self.config(data)

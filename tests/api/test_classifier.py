@@ -116,6 +116,13 @@ def test_resume_continues_and_changed_data_is_refused(digits, tmp_path):
     assert again.report_["epochs_run"] == 2
 
 
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="model.hidden_size"):
+        mxlstm.SequenceClassifier(hidden_size=0).fit(np.zeros((4, 3, 1)), [0, 1, 0, 1],
+                                                     out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
 def test_bad_settings_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="unknown setting 'hiden_size'"):
         mxlstm.SequenceClassifier(hiden_size=3)
