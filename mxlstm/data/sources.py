@@ -222,8 +222,7 @@ def load_npz(path: PathLike, x_key: str = "x", y_key: str = "y", lengths_key: st
         (or boolean) labels become classes named by their distinct values in ascending
         order, and ``labels`` index those names (one label ``2e9`` is one class).
     lengths_key : str, optional
-        Array ``(N,)`` of valid lengths; item ``i`` keeps steps ``[:lengths[i]]``. Without
-        it, an array named ``lengths`` in the archive is used that way.
+        Array ``(N,)``: item ``i`` keeps steps ``[:lengths[i]]`` (default: array ``lengths``).
     allow_pickle : bool
         Needed for object arrays; only use it for trusted files.
     """
