@@ -100,11 +100,14 @@ def write_npz(path: Path, **arrays: np.ndarray) -> Path:
     return _write_bytes(path, buffer.getvalue())
 
 
-def write_series(path: Path, x: Any, y: Any, lengths: Any = None,
+def write_series(path: Path, x: Any, y: Any | None, lengths: Any = None,
                  label_names: Sequence[str] | None = None, what: str = "X") -> Path:
     """``x`` and targets ``y`` as the ``.npz`` the series tasks read; ``label_names``
-    (class labels) makes ``y`` indices into it."""
+    (class labels) makes ``y`` indices into it. ``y=None``: placeholders (class 0 or 0.0)
+    for data to predict."""
     arr, lengths = as_series(x, lengths, what)
+    if y is None:
+        y = np.zeros(len(arr), np.int64 if label_names is not None else np.float32)
     targets = np.asarray(y).reshape(-1)
     if len(targets) != len(arr):
         raise DataError(f"{len(targets)} labels for {len(arr)} sequences in {what}")

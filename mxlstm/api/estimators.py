@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from mxlstm.api.datafiles import (
-    as_series,
     class_labels,
     decode_classes,
     write_corpus,
@@ -91,7 +90,7 @@ class SequenceClassifier(_Labelled):
                 if split is not None:
                     xs, ys, ls = _split(split, name)
                     keys[key] = write_series(folder / f"{name}.npz", xs,
-                                             *_labels_as(names, ys, name), ls, names, name)
+                                             _labels_as(names, ys, name), ls, names, name)
             return {k: str(v) for k, v in keys.items()}
 
         return self._fit(write, out, resume, extend_epochs)
@@ -99,21 +98,18 @@ class SequenceClassifier(_Labelled):
     def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Class probabilities ``(N, K)`` (columns in the order of :attr:`classes_`)."""
         self._require_fitted()
-        count = len(as_series(X, lengths)[0])
-        zeros = np.zeros(count, np.int64)
-        logits = self._outputs(lambda d: write_series(d / "x.npz", X, zeros, lengths,
-                                                      self.label_names_))
-        return _softmax(logits)
+        return _softmax(self._outputs(lambda d: write_series(d / "x.npz", X, None, lengths,
+                                                             self.label_names_)))
 
     def evaluate(self, X: Any, y: Any, lengths: Any = None) -> dict:
         """Test metrics (accuracy, macro F1, confusion, ...) of ``X`` against ``y``."""
         self._require_fitted()
         return self._evaluate(lambda d: write_series(
-            d / "x.npz", X, *_labels_as(self.label_names_, y, "y"), lengths,
+            d / "x.npz", X, _labels_as(self.label_names_, y, "y"), lengths,
             self.label_names_))
 
 
-def _labels_as(names: list[str], y: Any, what: str) -> tuple[np.ndarray]:
+def _labels_as(names: list[str], y: Any, what: str) -> np.ndarray:
     """``y`` as indices into ``names`` (the trained classes); unknown labels are errors."""
     values = np.asarray(y).reshape(-1)
     if values.dtype.kind == "f" and np.isfinite(values).all() and \
@@ -124,7 +120,7 @@ def _labels_as(names: list[str], y: Any, what: str) -> tuple[np.ndarray]:
     if unknown:
         raise DataError(f"{what}: label {unknown[0]!r} does not occur in training (known: "
                         f"{', '.join(names)})")
-    return (np.array([index[str(v)] for v in values.tolist()], np.int64),)
+    return np.array([index[str(v)] for v in values.tolist()], np.int64)
 
 
 class SequenceRegressor(Estimator):
@@ -151,9 +147,8 @@ class SequenceRegressor(Estimator):
     def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Predicted targets ``(N,)`` in the units of ``y``."""
         self._require_fitted()
-        zeros = np.zeros(len(as_series(X, lengths)[0]), np.float32)
-        out = self._outputs(lambda d: write_series(d / "x.npz", X, zeros, lengths))
-        return out.reshape(len(zeros), -1)[:, 0].astype(np.float64)
+        out = self._outputs(lambda d: write_series(d / "x.npz", X, None, lengths))
+        return out.reshape(len(out), -1)[:, 0].astype(np.float64)
 
     def evaluate(self, X: Any, y: Any, lengths: Any = None) -> dict:
         """Test metrics (mse, rmse, mae, r2) of ``X`` against ``y``."""
@@ -234,6 +229,7 @@ class LanguageModel(Estimator):
         _, meta = runs.load_run(self._require_fitted())
         spec = TaskSpec.from_meta(meta)
         self.vocabulary_ = spec.idx_to_token
+        self._token_index = {t: k for k, t in enumerate(self.vocabulary_)}
         self.level_ = spec.input.tokenizer or "word"
         self.unk_id_ = spec.input.unk_id or 0
 
@@ -252,8 +248,8 @@ class LanguageModel(Estimator):
         tokens = tokenize(context, self.level_)
         if not tokens:
             raise DataError("context: no tokens (empty text)")
-        index = {t: k for k, t in enumerate(self.vocabulary_)}
-        ids = mx.nd.array([[index.get(t, self.unk_id_) for t in tokens]], dtype="int32")
+        ids = mx.nd.array([[self._token_index.get(t, self.unk_id_) for t in tokens]],
+                          dtype="int32")
         model = prepared.model
         logits, _ = model(ids, model.begin_state(1, ctx=mx.cpu()))
         return _softmax(logits.asnumpy()[0, -1])

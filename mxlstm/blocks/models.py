@@ -61,6 +61,20 @@ def pool(F, out, valid_length, how: str, bidirectional: bool, hidden: int,
                  axis=1)
 
 
+def dense_head(num_outputs: int, head_units: tuple[int, ...] = (),
+               head_dropout: float = 0.0) -> nn.HybridSequential:
+    """The classifier / regressor head: ReLU dense layers of ``head_units`` (each followed
+    by dropout when ``head_dropout``), then a linear layer to ``num_outputs``; acts on the
+    last axis. Build it inside the model's ``name_scope``."""
+    head = nn.HybridSequential()
+    for units in head_units:
+        head.add(nn.Dense(units, activation="relu", flatten=False))
+        if head_dropout:
+            head.add(nn.Dropout(head_dropout))
+    head.add(nn.Dense(num_outputs, flatten=False))
+    return head
+
+
 def _pool_full(F, out, how: str, bidirectional: bool, hidden: int, length: int):
     """:func:`pool` of rows that all hold ``length`` steps: no lengths, no gathers."""
     # mx2onnx checks its graph against onnx's newest opset, where ReduceMean/ReduceMax
@@ -167,12 +181,7 @@ class SequenceModel(HybridBlock):
             self.input_dropout = LockedDropout(input_dropout) if input_dropout else None
             self.encoder = RecurrentLayer(cell_type, hidden_size, **encoder)
             self.bidirectional = self.encoder.num_directions == 2
-            self.head = nn.HybridSequential()
-            for units in head_units:
-                self.head.add(nn.Dense(units, activation="relu", flatten=False))
-                if head_dropout:
-                    self.head.add(nn.Dropout(head_dropout))
-            self.head.add(nn.Dense(num_outputs, flatten=False))
+            self.head = dense_head(num_outputs, head_units, head_dropout)
 
         if streaming and self.streaming_refusal():
             raise ConfigError(f"streaming: {self.streaming_refusal()}")

@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import mxnet as mx
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock
 
-from mxlstm.blocks.models import POOLINGS, pool
+from mxlstm.blocks.models import POOLINGS, dense_head, pool
 from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.blocks.regularize import LockedDropout
 from mxlstm.blocks.series_blocks import ConvBranch, SeriesZNorm, step_mask
@@ -119,12 +119,7 @@ class SeriesModel(HybridBlock):
             self.input_dropout = LockedDropout(input_dropout) if input_dropout else None
             self.encoder = RecurrentLayer(cell_type, hidden_size, **encoder)
             self.conv = ConvBranch(tuple(conv_filters)) if conv_filters else None
-            self.head = nn.HybridSequential()
-            for units in head_units:
-                self.head.add(nn.Dense(units, activation="relu", flatten=False))
-                if head_dropout:
-                    self.head.add(nn.Dropout(head_dropout))
-            self.head.add(nn.Dense(num_outputs, flatten=False))
+            self.head = dense_head(num_outputs, head_units, head_dropout)
             self.target_mean = self.target_std = None
             if target is not None:
                 self.target_mean = self.params.get_constant(

@@ -38,8 +38,10 @@ def test_archive_holds_export_predictor_handler_and_manifest(base):
         for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
             assert z.read("digits" + suffix) == Path(str(mar)[:-4] + suffix).read_bytes()
         assert json.loads(z.read("mxlstm-serve.json"))["backend"] == "mxnet"
-    # ONNX files go in when an earlier test exported them beside the shared prefix
-    onnx = {p.name for p in mar.parent.glob("digits*.onnx")}
+        # the ONNX files its meta.json records go in too (an earlier test may have
+        # exported them beside the shared prefix)
+        record = json.loads(z.read("digits-meta.json")).get("onnx") or {}
+    onnx = {r["file"] for r in (record, record.get("int8") or {}) if r.get("file")}
     assert names == {"MAR-INF/MANIFEST.json", "mxlstm_handler.py", "mxlstm-serve.json",
                      "digits-symbol.json", "digits-0000.params", "digits-meta.json",
                      *STANDALONE_FILES, *onnx}
