@@ -1,5 +1,10 @@
 # The two commands: `make train` and `make test`. Each creates .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Tests run in TEST_WORKERS processes (pytest-xdist, whole files per process), one OpenMP
+# thread each, so that the two cores of CI are both busy; TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 MXNET_CPU_WORKER_NTHREADS=1 $(BIN)/python -m pytest -q \
+	-n $(TEST_WORKERS) --dist loadfile
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -25,15 +30,15 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # Optional: onnx + onnxruntime for `mxlstm export --onnx` and tests/deploy/test_onnx.py.
 onnx: $(ONNX_STAMP)
 
-# The tests that need the optional ONNX packages (they skip in `make test` without them).
+# The tests that need the optional ONNX packages (marked `onnx`; they skip in `make test`
+# without the packages).
 test-onnx: $(ONNX_STAMP)
-	$(BIN)/python -m pytest -q tests/deploy/test_onnx.py tests/deploy/test_onnx_graph.py \
-		tests/deploy/test_onnx_series.py tests/deploy/test_ort_venv.py tests/deploy/test_export.py
+	$(PYTEST) -m onnx tests/deploy
 
 # Optional: .venv-ort, onnxruntime + numpy and no mxnet, where tests/deploy/test_ort_venv.py
 # runs the standalone predictor (created there on first use when missing).
@@ -52,7 +57,7 @@ serve: $(SERVE_STAMP)
 
 # The tests that start Multi Model Server (they skip in `make test` without the extra or Java).
 test-serve: $(SERVE_STAMP)
-	$(BIN)/python -m pytest -q tests/serve
+	$(PYTEST) tests/serve
 
 $(SERVE_STAMP): $(STAMP)
 	PYTHONWARNINGS='ignore:Editable installation:UserWarning' \

@@ -40,7 +40,7 @@ from mxlstm.errors import (
 from mxlstm.launch import announce_rank
 from mxlstm.training.atomic import write_atomic
 from mxlstm.training.checkpoint import find_checkpoint, load_checkpoint
-from mxlstm.training.figures import draw_run_figures
+from mxlstm.training.figures import draw_run_figures, figures_after_training
 from mxlstm.training.log import setup_logging, write_report
 from mxlstm.training.progress import Progress
 from mxlstm.training.resume import (
@@ -269,7 +269,8 @@ def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fing
     except OSError as err:
         raise TrainingError(f"{out / 'report.json'}: cannot write ({error_reason(err)})") \
             from None
-    draw_run_figures(out)
+    if figures_after_training():
+        draw_run_figures(out)
     return report
 
 

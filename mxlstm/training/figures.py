@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,12 @@ def run_title(report: dict, config: dict) -> str:
         if _number(base):
             text += f" ({base_name} {base:.4g})"
     return text
+
+
+def figures_after_training() -> bool:
+    """False when ``MXLSTM_FIGURES=0`` is set: ``mxlstm train`` then skips the pictures
+    (matplotlib's import and two PNGs, ~2 s a run); ``mxlstm report`` still draws them."""
+    return os.environ.get("MXLSTM_FIGURES", "1").strip() != "0"
 
 
 def draw_run_figures(run_dir: str | Path) -> list[Path]:

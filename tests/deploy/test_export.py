@@ -199,6 +199,7 @@ def test_onnx_without_runtime_says_how_to_install(base):
                     model_dir=tiny_run(base, "digits-uni"))
 
 
+@pytest.mark.onnx
 @pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (make onnx)")
 def test_onnx_streaming_graph_matches_in_onnxruntime(base):
     result = export_onnx(exported(base, "digits-uni", streaming=True),
@@ -261,6 +262,7 @@ def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys, quiet_root)
     assert proc.stderr.strip().splitlines()[-1].startswith("mxlstm: error:")
 
 
+@pytest.mark.onnx
 @pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (make onnx)")
 def test_cli_onnx_of_another_run_exits_2_with_one_line(base, tmp_path, capsys, quiet_root):
     prefix = exported(base, "digits-uni")

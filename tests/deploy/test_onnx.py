@@ -26,6 +26,7 @@ from mxlstm.deploy.predictor import ModelFilesError, Predictor
 from mxlstm.errors import ModelFileError
 from mxlstm.tasks import default_config
 
+pytestmark = pytest.mark.onnx  # `make test-onnx` runs these (-m onnx)
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from mxlstm.deploy.onnx_graph import OPSET  # noqa: E402

@@ -16,6 +16,7 @@ from mxlstm.blocks.models import LanguageModel, SequenceModel
 from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.deploy.onnx_export import onnx_refusal
 
+pytestmark = pytest.mark.onnx  # `make test-onnx` runs these (-m onnx)
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from mxlstm.deploy.onnx_check import check_batches, run, session  # noqa: E402

@@ -15,6 +15,7 @@ import pytest
 from mxlstm.blocks.recurrent import RecurrentLayer
 from mxlstm.blocks.series_model import SeriesModel
 
+pytestmark = pytest.mark.onnx  # `make test-onnx` runs these (-m onnx)
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from mxlstm.deploy.onnx_check import check_batches, run, session  # noqa: E402

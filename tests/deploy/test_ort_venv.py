@@ -23,6 +23,7 @@ from mxlstm.deploy.ort_venv import VENV, create_ort_venv, ort_python, ort_status
 from mxlstm.deploy.predictor import Predictor
 from mxlstm.deploy.ship import ship_predictor
 
+pytestmark = pytest.mark.onnx  # `make test-onnx` runs these (-m onnx)
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from test_onnx import TEXTS, onnx_exported  # noqa: E402

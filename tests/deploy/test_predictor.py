@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from mxlstm import runs
-from mxlstm.config import apply_overrides
 from mxlstm.data.fileio import embedded_path, read_lines, read_text
 from mxlstm.data.sources import NormalizationStats, load_digits, load_ts
 from mxlstm.data.text import encode, load_movie_reviews, tokenize
@@ -27,7 +26,7 @@ from mxlstm.deploy import predictor as standalone
 from mxlstm.deploy.export import export_model
 from mxlstm.deploy.latency import measure_latency
 from mxlstm.deploy.ship import STANDALONE_FILES, ship_predictor
-from mxlstm.tasks import default_config
+from mxlstm.tasks import user_config
 
 TINY = {"train.epochs": 1, "train.max_batches": 2, "model.hidden_size": 16,
         "train.progress": False, "train.eval_batch_size": 64}
@@ -50,7 +49,9 @@ def tiny_run(base: Path, name: str) -> Path:
             corpus = base / "corpus.txt"
             corpus.write_text(read_text(embedded_path("austen/persuasion.txt.gz"))[:40000])
             overrides["data.path"] = str(corpus)
-        runs.train(apply_overrides(default_config(name.split("-")[0]), overrides, "test"), out)
+        # as the command line does it: the given epochs / batches turn off the preset's
+        # train.min_steps (else the series presets would train for 1,000 steps)
+        runs.train(user_config(name.split("-")[0], flags=overrides), out)
     return out
 
 

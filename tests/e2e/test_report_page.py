@@ -29,9 +29,20 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "digits"
-    assert main(["train", "--task", "digits", "--out", str(out), *SMALL]) == 0
+    with pytest.MonkeyPatch.context() as env:  # tests/conftest.py turns figures off
+        env.setenv("MXLSTM_FIGURES", "1")
+        assert main(["train", "--task", "digits", "--out", str(out), *SMALL]) == 0
     _drop_run_log_handlers()
     return out
+
+
+def test_training_draws_the_figures_unless_turned_off(run, tmp_path, monkeypatch):
+    assert (run / "curves.png").exists() == HAS_PLOT == (run / "confusion.png").exists()
+    monkeypatch.setenv("MXLSTM_FIGURES", "0")
+    out = tmp_path / "quiet"
+    assert main(["train", "--task", "digits", "--out", str(out), *SMALL]) == 0
+    _drop_run_log_handlers()
+    assert (out / "report.json").exists() and not list(out.glob("*.png"))
 
 
 def test_summary_sentences_name_metric_baseline_epoch_and_next_commands(run, capsys):
