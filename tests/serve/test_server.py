@@ -141,6 +141,23 @@ def test_load_driver_counts_answers_wrong_answers_and_errors(served, base):
     assert drive(served.url("digits"), "[[1]]", expected, 10, 2, 60)["errors"] == 10
 
 
+def test_generated_config_is_used_and_requests_write_no_log_lines(served):
+    """MMS's own logging writes ~7 lines a request; the generated log4j2.xml none."""
+    config = (served.run_dir / "config.properties").read_text().splitlines()
+    assert {"async_logging=true", "metric_time_interval=3600",
+            "decode_input_request=false"} <= set(config)
+    assert (served.run_dir / "log4j2.xml").is_file()
+
+    def lines() -> int:
+        logs = [served.run_dir / "mms.out", *(served.run_dir / "logs").glob("*.log")]
+        return sum(len(p.read_bytes().splitlines()) for p in logs)
+
+    before, body = lines(), json.dumps(digit_rows(1)[0])
+    assert all(_post(served.url("digits"), body)[0] == 200 for _ in range(30))
+    assert lines() == before
+    assert not (served.run_dir / "logs" / "access_log.log").exists()
+
+
 def test_batching_answers_concurrent_mixed_requests_and_stop(served, base):
     """A second registration of the digits archive with batch_size 8 on the same server:
     32 concurrent requests, a quarter of them bad, each answered as if alone."""
