@@ -73,6 +73,10 @@ class Service:
     # -- one request -> raw inputs --------------------------------------------------------
     def parse(self, body, content_type: str) -> tuple[list, int | None, bool]:
         """``(raw inputs, top_k, several)`` of one request body."""
+        if content_type.startswith("application/x-www-form-urlencoded"):  # curl -d's default
+            raise RequestError("a form body (Content-Type application/x-www-form-urlencoded,"
+                               " what curl -d sends): send JSON with -H 'Content-Type: "
+                               "application/json', or text with text/plain")
         if isinstance(body, (bytes, bytearray)):
             if len(body) > self.max_body:
                 raise RequestError(f"request body of {len(body)} bytes is above the limit "

@@ -101,6 +101,8 @@ BAD = [  # (model, body, content type, status, words of the message)
     ("text", b"\xff\xfe", "text/plain", 400, "not UTF-8"),
     ("digits", "[" + "0," * (1 << 20) + "0]", "application/json", 413, "above the limit"),
     ("lm", '{"input": 12}', "application/json", 400, "a text or a list of token ids"),
+    ("digits", "[[0,0,5,13,9,1,0,0]]", "application/x-www-form-urlencoded", 400,
+     "a form body"),
 ]
 
 
