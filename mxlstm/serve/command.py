@@ -122,7 +122,7 @@ def add_serve_options(p, positive_int) -> None:
     p.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                    help="server-side batching: up to B requests a forward pass (default 1)")
     p.add_argument("--max-batch-delay", type=positive_int, metavar="MS",
-                   help="with --batch-size: wait at most MS ms to fill a batch (default 100)")
+                   help="with --batch-size: wait at most MS ms to fill a batch (default 10)")
     p.add_argument("--backend", choices=("mxnet", "onnxruntime"),
                    help="graph runner of the workers (default: the archive's, mxnet; "
                         "onnxruntime needs an export with --onnx)")
@@ -152,7 +152,7 @@ def serve_command(args) -> int:
                          "--batch-size B > 1")
     options = ServeOptions(port=args.port, management_port=args.management_port,
                            workers=args.workers, batch_size=args.batch_size,
-                           max_batch_delay=args.max_batch_delay or 100,
+                           max_batch_delay=args.max_batch_delay or 10,
                            backend=args.backend, timeout=args.timeout, run_dir=run_dir,
                            max_request_mb=args.max_request_mb)
     return serve(args.model, options)

@@ -23,11 +23,13 @@ Every bad request is answered alone with status 400 (413 above the size limit) a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
 SETTINGS_FILE = "mxlstm-serve.json"  # {"prefix", "backend", "max_body_bytes", "max_inputs"}
 BACKEND_ENV = "MXLSTM_SERVE_BACKEND"  # overrides the archive's backend (mxlstm serve --backend)
+QUIET_ENV = "MXLSTM_SERVE_QUIET"  # "1": the worker sends MMS no per-request metric line
 _PHRASES = {400: "Bad Request", 413: "Payload Too Large", 500: "Internal Server Error"}
 _service = None
 
@@ -65,10 +67,16 @@ class Service:
         self.predictor = Predictor(os.path.join(model_dir, settings["prefix"]),
                                    backend=self.backend, threads=1)
         self.errors = (InputError, PredictorError)
+        if os.environ.get(QUIET_ENV) == "1":  # MMS logs each request's PredictionTime at
+            logging.getLogger("mms.service").setLevel(logging.WARNING)  # info: skip it
 
     # -- one request -> raw inputs --------------------------------------------------------
     def parse(self, body, content_type: str) -> tuple[list, int | None, bool]:
         """``(raw inputs, top_k, several)`` of one request body."""
+        if content_type.startswith("application/x-www-form-urlencoded"):  # curl -d's default
+            raise RequestError("a form body (Content-Type application/x-www-form-urlencoded,"
+                               " what curl -d sends): send JSON with -H 'Content-Type: "
+                               "application/json', or text with text/plain")
         if isinstance(body, (bytes, bytearray)):
             if len(body) > self.max_body:
                 raise RequestError(f"request body of {len(body)} bytes is above the limit "

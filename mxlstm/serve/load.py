@@ -2,13 +2,16 @@
 predictor's latency::
 
     python -m mxlstm.serve.load --model export/digits.mar [--requests 2000]
-        [--concurrency 1,8,32] [--max-seconds 60] [--batch-size 8] [--max-batch-delay 5]
-        [--workers 1] [--json FILE]
+        [--concurrency 1,8,32] [--max-seconds 60] [--batch-size 16] [--max-batch-delay 10]
+        [--workers 1] [--repeats 1] [--json FILE]
 
-For each server setting (one request a forward pass, then ``--batch-size`` requests a
-pass) it starts a :class:`~mxlstm.serve.server.Server` on free 127.0.0.1 ports, sends 20
-warm-up requests, then at each concurrency ``C`` keeps ``C`` clients (threads, one
-keep-alive connection each) busy until ``--requests`` answers or ``--max-seconds``.
+It starts two :class:`~mxlstm.serve.server.Server` on free 127.0.0.1 ports, one request a
+forward pass and ``--batch-size`` requests a pass, sends 20 warm-up requests to each,
+then, ``--repeats`` times, at each concurrency ``C`` on one server and right after on the
+other keeps ``C`` clients (threads, one keep-alive connection each) busy until
+``--requests`` answers or ``--max-seconds``. The table gives medians over the repeats
+and the per-pair ratios (batching / no batching throughput; no-batching p50 minus the
+in-process p50 of the same repeat).
 Every answer is checked against the in-process answer; the table gives throughput,
 p50/p90/p99 latency, errors (non-200, wrong answers, exceptions) and lost requests (sent,
 never answered). The in-process row times ``Predictor.predict_one`` on the same input.
@@ -135,43 +138,76 @@ def in_process_latency(predictor, item, repeats: int = 300) -> dict:
     return percentiles(times)
 
 
+def _median_row(rows: list[dict]) -> dict:
+    """Rows of one server and concurrency over the repeats: medians of throughput and
+    latencies, sums of the counts."""
+    out = {"concurrency": rows[0]["concurrency"], "repeats": len(rows)}
+    for key in ("sent", "answered", "errors", "wrong", "exceptions", "lost"):
+        out[key] = sum(r[key] for r in rows)
+    for key in ("throughput_rps", "p50_ms", "p90_ms", "p99_ms"):
+        values = [r[key] for r in rows if r[key] is not None]
+        out[key] = round(float(np.median(values)), 3) if values else None
+    return out
+
+
 def run(archive: str, requests: int, concurrency: list[int], max_seconds: float,
-        batch_size: int, max_batch_delay: int, workers: int) -> dict:
-    """The whole measurement (see the module docstring) as a dict."""
+        batch_size: int, max_batch_delay: int, workers: int, repeats: int = 1) -> dict:
+    """The whole measurement (see the module docstring) as a dict. Both servers run side
+    by side; each repeat times the in-process predictor, then each concurrency on the
+    server without batching and right after on the batching one (A B A B ...)."""
+    from contextlib import ExitStack
+
     from mxlstm.deploy.predictor import Predictor
 
     info = read_archive(archive)
     item = sample_input(info["meta"])
     body = json.dumps(item)
-    with tempfile.TemporaryDirectory(prefix="mxlstm-load-") as tmp:
+    batches = (1, batch_size)
+    with tempfile.TemporaryDirectory(prefix="mxlstm-load-") as tmp, ExitStack() as stack:
         with zipfile.ZipFile(archive) as z:
             z.extractall(tmp)
         predictor = Predictor(str(Path(tmp) / info["settings"]["prefix"]))
         expected = json.loads(json.dumps(predictor.predict_one(item)))
-        result = {"model": info["name"], "input": body[:200], "requests": requests,
-                  "max_seconds": max_seconds, "workers": workers,
-                  "in_process": in_process_latency(predictor, item), "servers": []}
-        for batch in (1, batch_size):
+        urls = []
+        for batch in batches:
             options = ServeOptions(port=0, workers=workers, batch_size=batch,
                                    max_batch_delay=max_batch_delay,
                                    run_dir=Path(tmp) / f"run-b{batch}")
-            with Server([archive], options) as server:
-                url = f"{server.url}/predictions/{info['name']}"
-                drive(url, body, expected, 20, 1, max_seconds)  # warm-up
-                rows = [drive(url, body, expected, requests, c, max_seconds)
-                        for c in concurrency]
-            result["servers"].append({"batch_size": batch, "max_batch_delay_ms":
-                                      max_batch_delay if batch > 1 else None, "rows": rows})
+            server = stack.enter_context(Server([archive], options))
+            urls.append(f"{server.url}/predictions/{info['name']}")
+            drive(urls[-1], body, expected, 20, 1, max_seconds)  # warm-up
+        in_process, raw = [], [[[] for _ in concurrency] for _ in batches]
+        for _ in range(repeats):
+            in_process.append(in_process_latency(predictor, item))
+            for k, level in enumerate(concurrency):
+                for b, url in enumerate(urls):
+                    raw[b][k].append(drive(url, body, expected, requests, level, max_seconds))
+    result = {"model": info["name"], "input": body[:200], "requests": requests,
+              "max_seconds": max_seconds, "workers": workers, "repeats": repeats,
+              "in_process": {q: round(float(np.median([x[q] for x in in_process])), 3)
+                             for q in in_process[0]}, "servers": [], "pairs": {}}
+    for b, batch in enumerate(batches):
+        result["servers"].append({"batch_size": batch, "max_batch_delay_ms":
+                                  max_batch_delay if batch > 1 else None,
+                                  "rows": [_median_row(rows) for rows in raw[b]],
+                                  "repeat_rows": raw[b]})
+    for k, level in enumerate(concurrency):  # per-pair ratios, then their median
+        ratios = [round(y["throughput_rps"] / x["throughput_rps"], 3)
+                  for x, y in zip(raw[0][k], raw[1][k])]
+        gaps = [round(x["p50_ms"] - ip["p50_ms"], 3) for x, ip in zip(raw[0][k], in_process)]
+        result["pairs"][str(level)] = {
+            "batching_throughput_ratio": ratios, "median_ratio": float(np.median(ratios)),
+            "p50_gap_ms": gaps, "median_p50_gap_ms": float(np.median(gaps))}
     return result
 
 
 def table(result: dict) -> str:
-    """The result as a markdown table."""
+    """The result as markdown: medians over the repeats, then the per-pair ratios."""
     lines = ["| server | concurrency | requests | throughput (req/s) | p50 ms | p90 ms | "
              "p99 ms | errors | lost |", "|---|---|---|---|---|---|---|---|---|"]
-    ip = result["in_process"]
-    lines.append(f"| in-process `Predictor.predict_one` | 1 | 300 | | {ip['p50_ms']} | "
-                 f"{ip['p90_ms']} | {ip['p99_ms']} | | |")
+    ip, repeats = result["in_process"], result.get("repeats", 1)
+    lines.append(f"| in-process `Predictor.predict_one` | 1 | {300 * repeats} | | "
+                 f"{ip['p50_ms']} | {ip['p90_ms']} | {ip['p99_ms']} | | |")
     for server in result["servers"]:
         name = "no batching" if server["batch_size"] == 1 else \
             f"batch {server['batch_size']}, {server['max_batch_delay_ms']} ms"
@@ -180,6 +216,15 @@ def table(result: dict) -> str:
                          f"{r['throughput_rps']} | {r['p50_ms']} | {r['p90_ms']} | "
                          f"{r['p99_ms']} | {r['errors'] + r['wrong'] + r['exceptions']} | "
                          f"{r['lost']} |")
+    lines.append("")
+    lines.append("| concurrency | batching / no batching throughput, per pair | median | "
+                 "no-batching p50 - in-process p50 (ms), per repeat | median |")
+    lines.append("|---|---|---|---|---|")
+    for level, pair in result.get("pairs", {}).items():  # the p50 gap: at concurrency 1
+        gaps, gap = (", ".join(map(str, pair["p50_gap_ms"])),
+                     f"{pair['median_p50_gap_ms']:.2f}") if level == "1" else ("", "")
+        lines.append(f"| {level} | {', '.join(map(str, pair['batching_throughput_ratio']))} | "
+                     f"{pair['median_ratio']:.2f}x | {gaps} | {gap} |")
     return "\n".join(lines)
 
 
@@ -190,17 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated")
     parser.add_argument("--max-seconds", type=float, default=60.0)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-batch-delay", type=int, default=5, metavar="MS")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-batch-delay", type=int, default=10, metavar="MS")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="interleaved repeats (A B A B); the table gives medians")
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     args = parser.parse_args(argv)
     from mxlstm.errors import MxlstmError
 
     try:
         levels = [int(c) for c in args.concurrency.split(",")]
+        if min(levels + [args.requests, args.repeats, args.batch_size]) < 1:
+            raise ValueError("--concurrency, --requests, --repeats and --batch-size must "
+                             "be at least 1")
         result = run(args.model, args.requests, levels, args.max_seconds, args.batch_size,
-                     args.max_batch_delay, args.workers)
+                     args.max_batch_delay, args.workers, args.repeats)
     except (MxlstmError, ValueError) as err:
         print(f"mxlstm: error: {err}", file=sys.stderr)
         return 2

@@ -26,8 +26,9 @@ from urllib.parse import urlencode
 
 from mxlstm.launch_os import HOST, WATCHER, signal_group
 from mxlstm.serve.archive import read_archive
-from mxlstm.serve.handler import BACKEND_ENV
+from mxlstm.serve.handler import BACKEND_ENV, QUIET_ENV
 from mxlstm.serve.http import Client
+from mxlstm.serve.mms_config import LOG_CONFIG, log_config_text, mms_settings, properties_text
 from mxlstm.serve.needs import ServeError, need_server
 
 MARKER_ENV = "MXLSTM_SERVE_JOB"
@@ -48,14 +49,18 @@ def default_run_dir() -> Path:
 class ServeOptions:
     """How to serve: ``port`` 0 picks a free one (``management_port`` None: another free
     one, or ``port + 1``); ``workers`` per model; ``batch_size`` requests a forward pass,
-    waiting at most ``max_batch_delay`` ms for them; ``backend`` None: the archive's."""
+    waiting at most ``max_batch_delay`` ms for them; ``backend`` None: the archive's;
+    ``quiet_logs``: :func:`~mxlstm.serve.mms_config.log_config_text` instead of MMS's
+    per-request logging; ``netty_threads`` None: MMS's default."""
 
     port: int = 8080
     management_port: int | None = None
     workers: int = 1
     batch_size: int = 1
-    max_batch_delay: int = 100
+    max_batch_delay: int = 10
     backend: str | None = None
+    quiet_logs: bool = True
+    netty_threads: int | None = None
     max_request_mb: float = 8.0
     timeout: float = 180.0
     run_dir: Path = field(default_factory=default_run_dir)
@@ -161,16 +166,15 @@ class Server:
             old.unlink()
         for archive, info in zip(self.archives, self.infos):
             shutil.copyfile(archive, store / f"{info['name']}.mar")
-        settings = {
-            "inference_address": self.url, "management_address": self.management_url,
-            "model_store": str(store), "decode_input_request": "false",
-            "default_workers_per_model": self.options.workers,
-            "max_request_size": int(self.options.max_request_mb * 2 ** 20),
-            "max_response_size": int(self.options.max_request_mb * 2 ** 20),
-            "job_queue_size": 1000, "enable_envvars_config": "false",
-            "default_response_timeout": 120, "async_logging": "true"}
+        settings = mms_settings(
+            url=self.url, management_url=self.management_url, store=store,
+            workers=self.options.workers,
+            max_request_bytes=int(self.options.max_request_mb * 2 ** 20),
+            netty_threads=self.options.netty_threads)
         config = self.run_dir / "config.properties"
-        config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        config.write_text(properties_text(settings))
+        if self.options.quiet_logs:
+            (self.run_dir / LOG_CONFIG).write_text(log_config_text(self.run_dir / "logs"))
         return config
 
     def _env(self) -> dict[str, str]:
@@ -178,6 +182,7 @@ class Server:
                "TMPDIR": str(self.run_dir / "tmp")}
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
+        env[QUIET_ENV] = "1" if self.options.quiet_logs else "0"
         if self.options.backend:
             env[BACKEND_ENV] = self.options.backend
         else:
@@ -197,6 +202,8 @@ class Server:
                                          start_new_session=True)
         command = [sys.executable, "-m", "mms.model_server", "--start", "--foreground",
                    "--mms-config", str(config), "--model-store", str(self.run_dir / "store")]
+        if self.options.quiet_logs:
+            command += ["--log-config", str(self.run_dir / LOG_CONFIG)]
         try:
             with open(self.run_dir / "mms.out", "wb") as out:
                 self._proc = subprocess.Popen(command, cwd=self.run_dir, env=env, stdout=out,

@@ -101,6 +101,8 @@ BAD = [  # (model, body, content type, status, words of the message)
     ("text", b"\xff\xfe", "text/plain", 400, "not UTF-8"),
     ("digits", "[" + "0," * (1 << 20) + "0]", "application/json", 413, "above the limit"),
     ("lm", '{"input": 12}', "application/json", 400, "a text or a list of token ids"),
+    ("digits", "[[0,0,5,13,9,1,0,0]]", "application/x-www-form-urlencoded", 400,
+     "a form body"),
 ]
 
 
@@ -139,6 +141,23 @@ def test_load_driver_counts_answers_wrong_answers_and_errors(served, base):
     other = {**expected, "label": "not this one"}
     assert drive(served.url("digits"), json.dumps(item), other, 10, 2, 60)["wrong"] == 10
     assert drive(served.url("digits"), "[[1]]", expected, 10, 2, 60)["errors"] == 10
+
+
+def test_generated_config_is_used_and_requests_write_no_log_lines(served):
+    """MMS's own logging writes ~7 lines a request; the generated log4j2.xml none."""
+    config = (served.run_dir / "config.properties").read_text().splitlines()
+    assert {"async_logging=true", "metric_time_interval=3600",
+            "decode_input_request=false"} <= set(config)
+    assert (served.run_dir / "log4j2.xml").is_file()
+
+    def lines() -> int:
+        logs = [served.run_dir / "mms.out", *(served.run_dir / "logs").glob("*.log")]
+        return sum(len(p.read_bytes().splitlines()) for p in logs)
+
+    before, body = lines(), json.dumps(digit_rows(1)[0])
+    assert all(_post(served.url("digits"), body)[0] == 200 for _ in range(30))
+    assert lines() == before
+    assert not (served.run_dir / "logs" / "access_log.log").exists()
 
 
 def test_batching_answers_concurrent_mixed_requests_and_stop(served, base):
