@@ -1,15 +1,15 @@
 # The two commands: `make train` and `make test`. Each creates .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-# Tests run in TEST_WORKERS processes (pytest-xdist, whole files per process), one OpenMP
-# thread each, so that the two cores of CI are both busy; TEST_WORKERS=0 runs them in one.
-TEST_WORKERS ?= 2
-PYTEST := OMP_NUM_THREADS=1 MXNET_CPU_WORKER_NTHREADS=1 $(BIN)/python -m pytest -q \
-	-n $(TEST_WORKERS) --dist loadfile
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ONNX_STAMP := $(VENV)/.onnx-stamp
 SERVE_STAMP := $(VENV)/.serve-stamp
+# Tests run in TEST_WORKERS processes (pytest-xdist, whole files per process), one OpenMP
+# thread each, so that the two cores of CI are both busy; TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 MXNET_CPU_WORKER_NTHREADS=1 $(BIN)/python -m pytest -q \
+	-n $(TEST_WORKERS) --dist loadfile
 # onnxruntime 1.15.1 (cp311) declares numpy>=1.24.2 but runs on 1.23.5, and mxnet 1.9.1 needs
 # numpy<1.24: install it without dependencies and keep numpy pinned in every pip command.
 NUMPY_PIN := 'numpy>=1.21,<1.24'
