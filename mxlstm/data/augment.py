@@ -10,6 +10,9 @@ Every augmentation is a small class called as ``aug(x, rng) -> new_x`` with a nu
 :class:`AugmentedDataset` wraps the *training* dataset only; evaluation data is simply
 not wrapped. The random stream of sample ``i`` in epoch ``e`` is
 ``default_rng([seed, e, i])``, so results do not depend on order, batching or workers.
+Training loaders of images of one shape with only ``pixelshift`` / ``rotate`` augment
+whole batches from one stream instead (:meth:`AugmentedDataset.for_loader`,
+:mod:`mxlstm.data.augment_batch`).
 """
 
 from __future__ import annotations
@@ -332,13 +335,31 @@ class AugmentedDataset(gluon.data.Dataset):
     def __len__(self) -> int:
         return len(self._dataset)
 
-    def __getitem__(self, idx: int) -> tuple:
+    def raw_sample(self, idx: int) -> tuple[tuple, int, int]:
+        """``(sample, epoch, index)`` of the wrapped dataset, not augmented."""
         epoch = getattr(idx, "epoch", self._epoch)
         index = int(idx) + (len(self) if int(idx) < 0 else 0)
         sample = self._dataset[index]
         if not isinstance(sample, tuple | list) or len(sample) not in (2, 3):
             raise DataError(f"sample {index}: expected (features, label[, length])")
-        rng = np.random.default_rng([self._seed, int(epoch), index])
+        return tuple(sample), int(epoch), index
+
+    def for_loader(self, batchify_fn: Callable) -> tuple[Any, Callable]:
+        """``(dataset, batchify_fn)`` for the training loader: ``(self, batchify_fn)``, or
+        for images of one shape with only batch-capable augmentations a view whose samples
+        carry ``(epoch, index)`` and a batchify that augments whole batches from one
+        stream (:mod:`mxlstm.data.augment_batch`)."""
+        from mxlstm.data import augment_batch as batch
+
+        transforms = None if self._mix else batch.batch_transforms(self._transform)
+        if transforms is None or not batch.one_image_shape(self._dataset):
+            return self, batchify_fn
+        return (batch.TaggedView(self),
+                batch.BatchAugmentingBatchify(transforms, self._seed, batchify_fn))
+
+    def __getitem__(self, idx: int) -> tuple:
+        sample, epoch, index = self.raw_sample(idx)
+        rng = np.random.default_rng([self._seed, epoch, index])
         features = np.array(sample[0], copy=True)
         x = features
         if self._mix is not None and (self._mix.p >= 1.0 or rng.random() < self._mix.p):

@@ -13,7 +13,7 @@ from mxlstm.blocks.models import SequenceModel
 from mxlstm.config import RunConfig
 from mxlstm.data.augment import AugmentedDataset
 from mxlstm.data.augment_spec import build_augmentation
-from mxlstm.data.batching import make_loader
+from mxlstm.data.batching import make_loader, pad_batchify
 from mxlstm.errors import ConfigError, DataError
 from mxlstm.tasks.spec import TaskSpec
 from mxlstm.training.objectives import Objective
@@ -217,9 +217,12 @@ def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,
         train = AugmentedDataset(train, build_augmentation(d.augment, unk_id=unk_id),
                                  seed=t.seed)
         check_augmentation(train, cfg)
+    train_batchify = pad_batchify_fn or pad_batchify()
+    if d.augment:  # images of one shape: whole batches augmented (data/augment_batch.py)
+        train, train_batchify = train.for_loader(train_batchify)
     train_loader = make_loader(train, t.batch_size, True, t.seed, lengths=lengths,
                                num_buckets=d.num_buckets or None, num_workers=d.num_workers,
-                               batchify_fn=pad_batchify_fn)
+                               batchify_fn=train_batchify)
     kwargs = {"batchify_fn": pad_batchify_fn}
     valid_loader = make_loader(valid, t.eval_batch_size, False, t.seed, **kwargs)
     test_loader = make_loader(test, t.eval_batch_size, False, t.seed, **kwargs)

@@ -1,0 +1,108 @@
+"""Batch-level image augmentation: equal to the per-image transforms with the parameters
+drawn from the batch stream, the same with and without worker processes, and used by
+the training loader only where it applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mxnet import gluon
+
+from mxlstm.data.augment import AugmentedDataset, Jitter, PixelShift, SmallRotation, rotate
+from mxlstm.data.augment_base import Compose, _shift
+from mxlstm.data.augment_batch import (
+    BATCH_STREAM,
+    BatchAugmentingBatchify,
+    TaggedView,
+    augment_batch,
+    batch_transforms,
+    rotate_images,
+    shift_images,
+)
+from mxlstm.data.batching import make_loader, pad_batchify
+
+
+def images(n: int, shape=(7, 5), seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *shape), dtype=np.float32) * 16
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (7, 5), (1, 4)])
+def test_rotate_images_equals_rotate_of_each_image(shape):
+    x = images(9, shape)
+    angles = np.random.default_rng(1).uniform(-180, 180, 9)
+    angles[0] = 0.0
+    expected = np.stack([rotate(img, a) for img, a in zip(x, angles)])
+    np.testing.assert_allclose(rotate_images(x, angles), expected, rtol=0, atol=1e-6)
+    assert rotate_images(x, angles).dtype == np.float32
+
+
+def test_shift_images_equals_two_shifts_of_each_image():
+    x = images(12)
+    rng = np.random.default_rng(2)
+    dy, dx = rng.integers(-8, 9, 12), rng.integers(-6, 7, 12)
+    dy[:2], dx[:2] = (0, 7), (0, -5)  # no move; moved off the image entirely
+    expected = np.stack([_shift(_shift(img, int(a), 0), int(b), 1)
+                         for img, a, b in zip(x, dy, dx)])
+    assert np.array_equal(shift_images(x, dy, dx), expected)
+    assert not shift_images(x, dy, dx)[1].any()
+
+
+def test_augment_batch_is_the_per_image_transforms_with_the_batch_streams_draws():
+    x, idx = images(16, (8, 8)), list(range(30, 46))
+    shift, turn = PixelShift(1, p=0.5), SmallRotation(10, p=0.5)
+    got = augment_batch([shift, turn], x, seed=4, epoch=2, indices=idx)
+    rng = np.random.default_rng([4, 2, BATCH_STREAM, *idx])  # the documented order
+    chosen = rng.random(16) < 0.5
+    moves = rng.integers(-1, 2, size=(16, 2))
+    ref = np.stack([_shift(_shift(img, int(m[0]), 0), int(m[1]), 1) if c else img
+                    for img, m, c in zip(x, moves, chosen)])
+    chosen = rng.random(16) < 0.5
+    angles = rng.uniform(-10, 10, size=16)
+    ref = np.stack([rotate(img, a) if c else img for img, a, c in zip(ref, angles, chosen)])
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+    assert 0 < chosen.sum() < 16
+    again = augment_batch([shift, turn], x, seed=4, epoch=2, indices=idx)
+    assert np.array_equal(got, again)
+    assert not np.array_equal(got, augment_batch([shift, turn], x, 4, 3, idx))
+    assert np.array_equal(augment_batch([SmallRotation(10, p=0.0)], x, 4, 2, idx), x)
+
+
+def test_only_image_transforms_have_a_batch_form():
+    assert batch_transforms(Compose([PixelShift(1), SmallRotation(5)])) is not None
+    assert batch_transforms(SmallRotation(5)) is not None
+    assert batch_transforms(Compose([PixelShift(1), Jitter(0.1)])) is None
+    assert batch_transforms(None) is None
+
+
+def _samples(shapes):
+    rng = np.random.default_rng(5)
+    return gluon.data.SimpleDataset(
+        [(rng.random(s, dtype=np.float32), k % 3, np.float32(s[0])) for k, s in
+         enumerate(shapes)])
+
+
+def test_the_training_loader_uses_batches_only_for_images_of_one_shape():
+    aug = Compose([PixelShift(1), SmallRotation(5)])
+    fixed = AugmentedDataset(_samples([(8, 8)] * 6), aug, seed=0)
+    view, batchify = fixed.for_loader(pad_batchify())
+    assert isinstance(view, TaggedView) and isinstance(batchify, BatchAugmentingBatchify)
+    ragged = AugmentedDataset(_samples([(8, 8), (6, 8)] * 3), aug, seed=0)
+    assert ragged.for_loader(inner := pad_batchify()) == (ragged, inner)
+    series = AugmentedDataset(_samples([(8, 8)] * 6), Jitter(0.1), seed=0)
+    assert series.for_loader(inner) == (series, inner)
+
+
+def _epochs(workers: int) -> list[np.ndarray]:
+    data = AugmentedDataset(_samples([(8, 8)] * 20), Compose([PixelShift(1, p=0.5),
+                                                             SmallRotation(10, p=0.5)]), 7)
+    view, batchify = data.for_loader(pad_batchify())
+    loader = make_loader(view, 8, True, 7, num_workers=workers, batchify_fn=batchify)
+    return [b[0].asnumpy() for _ in range(2) for b in loader]
+
+
+def test_batches_are_the_same_with_worker_processes_and_change_with_the_epoch():
+    alone, workers = _epochs(0), _epochs(1)
+    assert len(alone) == 6 and all(np.array_equal(a, b) for a, b in zip(alone, workers))
+    assert not np.array_equal(alone[0], alone[3])  # epoch 1 draws other transforms
+    raw = np.stack([s[0] for s in _samples([(8, 8)] * 20)])
+    assert not any(np.array_equal(alone[0], raw[k:k + 8]) for k in range(13))
