@@ -180,9 +180,10 @@ def _quantize(path: Path, int8_path: Path, meta: dict, prepared=None) -> dict:
     (and, when calibrated, on the validation split)."""
     from mxlstm.deploy.onnx_calibrate import SAMPLES, calibration_batches, split_batches
     from mxlstm.deploy.onnx_check import compare_sessions
-    from mxlstm.deploy.onnx_quantize import quantize
+    from mxlstm.deploy.onnx_quantize import has_conv, quantize
 
-    calibration = calibration_batches(prepared, meta) if prepared is not None else None
+    calibration = calibration_batches(prepared, meta) \
+        if prepared is not None and has_conv(path) else None
     ops = quantize(path, int8_path, calibration)
     calibrated = "QLinearConv" in ops
     fp32, int8 = path.read_bytes(), int8_path.read_bytes()

@@ -40,6 +40,13 @@ def _quantize_conv(fp32: Path, out: Path, batches: list[dict[str, np.ndarray]]) 
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
 
 
+def has_conv(fp32: Path) -> bool:
+    """Whether the graph at ``fp32`` has ``Conv`` nodes (then calibration batches help)."""
+    import onnx
+
+    return any(n.op_type == "Conv" for n in onnx.load(str(fp32)).graph.node)
+
+
 def quantize(fp32: Path, int8: Path, calibration: list[dict[str, np.ndarray]] | None = None
              ) -> dict[str, int]:
     """Write the int8 model of ``fp32`` to ``int8``; returns ``{op type: count}`` of the
@@ -49,8 +56,7 @@ def quantize(fp32: Path, int8: Path, calibration: list[dict[str, np.ndarray]] | 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source = fp32
-    has_conv = any(n.op_type == "Conv" for n in onnx.load(str(fp32)).graph.node)
-    if has_conv and calibration:  # first: the LSTM pass leaves attributes a later one rejects
+    if calibration and has_conv(fp32):  # first: the LSTM pass leaves attributes a later one rejects
         source = int8.with_name(int8.name + ".conv.tmp")
         _quantize_conv(fp32, source, calibration)
     try:
