@@ -73,6 +73,11 @@ def quantize(fp32: Path, int8: Path, calibration: list[dict[str, np.ndarray]] | 
             kept = [a for a in node.attribute if a.name != "layout"]
             del node.attribute[:]
             node.attribute.extend(kept)
+    # shape hints come out in an order that varies between processes (hash seeds): sorted,
+    # the same run and calibration batches always give the same file
+    hints = sorted(model.graph.value_info, key=lambda v: v.name)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(hints)
     onnx.save(model, str(int8))
     ops = Counter(n.op_type for n in model.graph.node if n.op_type in INT8_OPS or
                   (n.op_type == "Gather" and any(i.endswith("_quantized") for i in n.input)))

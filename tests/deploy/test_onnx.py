@@ -237,8 +237,11 @@ def test_univariate_series_model_fixed_length_and_one_line_refusals(base, tmp_pa
 
 
 def test_int8_of_the_series_model_quantizes_conv_statically_on_training_samples(base, tmp_path):
+    import onnx
+
     from mxlstm.deploy.int8_report import onnx_test_metric
     from mxlstm.deploy.onnx_calibrate import calibration_batches, calibration_indices
+    from mxlstm.deploy.onnx_quantize import quantize
 
     prefix = onnx_exported(base, "vowels-fcn")
     record = read_meta(prefix)["onnx"]["int8"]
@@ -254,6 +257,11 @@ def test_int8_of_the_series_model_quantizes_conv_statically_on_training_samples(
     assert np.array_equal(batches[0]["data"][1, :len(first)], np.asarray(first))
     again = calibration_batches(prepared, read_meta(prefix))  # deterministic
     assert all(np.array_equal(a["data"], b["data"]) for a, b in zip(batches, again))
+    copy = tmp_path / "again-int8.onnx"  # the same batches give the same file
+    assert quantize(Path(str(prefix) + ".onnx"), copy, again) == record["quantized_ops"]
+    assert copy.read_bytes() == Path(str(prefix) + "-int8.onnx").read_bytes()
+    hints = [v.name for v in onnx.load(str(copy)).graph.value_info]  # in any process
+    assert hints and hints == sorted(hints)
     assert record["vs_fp32_valid"]["top1_agreement"] >= 0.9
     fp32_only = tmp_path / "fp32conv"
     export_model(run, fp32_only)
