@@ -287,8 +287,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="also write PREFIX.onnx (native ONNX LSTM/GRU/RNN with "
                         "sequence_lens, verified in ONNX Runtime, or refused with the reason)")
     p.add_argument("--int8", action="store_true",
-                   help="with --onnx: also PREFIX-int8.onnx (ONNX Runtime dynamic "
-                        "quantization)")
+                   help="with --onnx: also PREFIX-int8.onnx (ONNX Runtime int8: dynamic, "
+                        "series convolutions static on training samples)")
     p.add_argument("--mar", action="store_true",
                    help="also PREFIX.mar for mxlstm serve (Multi Model Server; mxlstm[serve])")
     p.set_defaults(func=cmd_export)

@@ -1,5 +1,5 @@
 """What int8 costs and buys, per trained run: ``python -m mxlstm.deploy.int8_report RUN
-[RUN ...] --out-dir DIR [--repeats 100] [--rounds 5] [--quantize-conv]``.
+[RUN ...] --out-dir DIR [--repeats 100] [--rounds 5] [--fp32-conv]``.
 
 For each run: ``mxlstm export --onnx --int8`` into ``DIR/<run>``, then one JSON object
 with the file size ratio (fp32 / int8), the latency ratio int8 / fp32 ONNX at batch 1 and
@@ -60,9 +60,9 @@ def onnx_test_metric(prepared, meta: dict, path: Path) -> dict:
 
 
 def report(run: Path, out_dir: Path, repeats: int = 100, rounds: int = 5,
-           conv: bool = False) -> dict:
+           conv: bool = True) -> dict:
     """Export ``run`` with ``--onnx --int8`` into ``out_dir`` and measure (module doc);
-    ``conv``: the int8 graph also quantizes convolutions (``export_onnx(int8_conv=)``)."""
+    ``conv=False``: the series model's convolutions stay fp32 (``export_onnx(int8_conv=)``)."""
     from mxlstm.deploy.export import export_model
     from mxlstm.deploy.latency import measure_latency
     from mxlstm.deploy.onnx_export import export_onnx
@@ -103,12 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, metavar="DIR", help="where to export")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quantize-conv", action="store_true",
-                        help="also quantize the series model's convolutions (ConvInteger)")
+    parser.add_argument("--fp32-conv", action="store_true",
+                        help="keep the series model's convolutions fp32 (default: static "
+                        "int8, calibrated on training samples)")
     args = parser.parse_args(argv)
     for run in args.runs:
         print(json.dumps(report(Path(run), Path(args.out_dir), args.repeats, args.rounds,
-                                args.quantize_conv)), flush=True)
+                                not args.fp32_conv)), flush=True)
     return 0
 
 

@@ -175,12 +175,13 @@ def check_model(prepared, cfg, meta: dict, checked: bytes, deployed: bytes) -> d
             "against": "the trained mxlstm model; padded steps hold random values"}
 
 
-def compare_sessions(fp32: bytes, int8: bytes, meta: dict) -> dict:
-    """How far the int8 graph moves the main output on random check batches:
-    ``{max_abs_diff, top1_agreement}`` (the share of rows, or steps, whose arg max is
-    unchanged; None for regression)."""
+def compare_sessions(fp32: bytes, int8: bytes, meta: dict,
+                     batches: list[dict[str, np.ndarray]] | None = None) -> dict:
+    """How far the int8 graph moves the main output on ``batches`` (default: random check
+    batches): ``{max_abs_diff, top1_agreement}`` (the share of rows, or steps, whose arg
+    max is unchanged; None for regression)."""
     spec = meta["input"]
-    batches = check_batches(spec, None, seed=1)
+    batches = check_batches(spec, None, seed=1) if batches is None else batches
     a, b = session(fp32), session(int8)
     name = meta["outputs"][0]["name"]
     diffs, same, total = [], 0, 0

@@ -75,11 +75,12 @@ def _modules():
 
 
 def export_onnx(prefix: str | Path, model_dir: str | Path, onnx_path: str | Path | None = None,
-                int8: bool = False, int8_conv: bool = False) -> dict:
+                int8: bool = False, int8_conv: bool = True) -> dict:
     """Write ``PREFIX.onnx`` (and with ``int8`` ``PREFIX-int8.onnx``) for the mxlstm export
     ``PREFIX`` of the trained run ``model_dir``; returns the ``onnx`` record of
     ``PREFIX-meta.json`` plus ``path``. ``int8_conv``: the int8 graph also quantizes the
-    series model's convolutions (smaller, slower in ONNX Runtime 1.15: docs/benchmarks.md).
+    series model's convolutions, statically, calibrated on training samples (False: they
+    stay fp32; :mod:`mxlstm.deploy.onnx_quantize`).
 
     Raises :class:`ModelFileError` ("ONNX export refused: ...") when the model has no exact
     ONNX form or the check fails (the file is then removed), :class:`MxlstmError` with
@@ -97,8 +98,10 @@ def export_onnx(prefix: str | Path, model_dir: str | Path, onnx_path: str | Path
     int8_path = Path(str(path)[:-len(".onnx")] + INT8_SUFFIX) if str(path).endswith(".onnx") \
         else Path(str(path) + INT8_SUFFIX)
     try:
-        result = _export(meta, path, model_dir, onnx, onnxruntime)
-        result["int8"] = _quantize(path, int8_path, meta, int8_conv) if int8 else None
+        prepared, cfg, _ = _load(meta, model_dir)
+        result = _export(meta, path, prepared, cfg, onnx, onnxruntime)
+        result["int8"] = _quantize(path, int8_path, meta, prepared if int8_conv else None) \
+            if int8 else None
     except ModelFileError as err:
         path.unlink(missing_ok=True)
         int8_path.unlink(missing_ok=True)
@@ -125,12 +128,11 @@ def _load(meta: dict, model_dir):
     return load_model(model_dir, tag=source.get("tag", "best"))
 
 
-def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
+def _export(meta: dict, path: Path, prepared, cfg, onnx, onnxruntime) -> dict:
     from mxlstm.deploy import onnx_series
     from mxlstm.deploy.onnx_check import check_model
     from mxlstm.deploy.onnx_graph import OPSET, build_onnx, is_ensemble, is_series
 
-    prepared, cfg, _ = _load(meta, model_dir)
     model, kind, streaming = prepared.model, meta["kind"], bool(meta.get("streaming"))
     reason = onnx_refusal(model)
     if reason:
@@ -171,17 +173,31 @@ def _export(meta: dict, path: Path, model_dir, onnx, onnxruntime) -> dict:
     }
 
 
-def _quantize(path: Path, int8_path: Path, meta: dict, conv: bool = False) -> dict:
-    """``PREFIX-int8.onnx`` by dynamic quantization (int8 weights, activations quantized
-    per call); records sizes and the change of the outputs on the check batches."""
+def _quantize(path: Path, int8_path: Path, meta: dict, prepared=None) -> dict:
+    """``PREFIX-int8.onnx``: dynamic quantization (int8 weights, activations quantized per
+    call), and with ``prepared`` (the trained run) convolutions quantized statically on
+    its training samples; records sizes and the change of the outputs on the check batches
+    (and, when calibrated, on the validation split)."""
+    from mxlstm.deploy.onnx_calibrate import SAMPLES, calibration_batches, split_batches
     from mxlstm.deploy.onnx_check import compare_sessions
-    from mxlstm.deploy.onnx_quantize import quantize
+    from mxlstm.deploy.onnx_quantize import has_conv, quantize
 
-    ops = quantize(path, int8_path, conv=conv)
-    diff = compare_sessions(path.read_bytes(), int8_path.read_bytes(), meta)
-    return {"file": int8_path.name, "sha256": _sha256(int8_path),
-            "bytes": int8_path.stat().st_size,
-            "size_ratio": round(path.stat().st_size / int8_path.stat().st_size, 3),
-            "quantized_ops": ops, "method": "onnxruntime.quantization.quantize_dynamic "
-            "(QInt8 weights, per-tensor" + ("; Conv: QUInt8" if conv else "") + ")",
-            "vs_fp32": diff}
+    calibration = calibration_batches(prepared, meta) \
+        if prepared is not None and has_conv(path) else None
+    ops = quantize(path, int8_path, calibration)
+    calibrated = "QLinearConv" in ops
+    fp32, int8 = path.read_bytes(), int8_path.read_bytes()
+    record = {"file": int8_path.name, "sha256": _sha256(int8_path),
+              "bytes": int8_path.stat().st_size,
+              "size_ratio": round(path.stat().st_size / int8_path.stat().st_size, 3),
+              "quantized_ops": ops, "method": "onnxruntime.quantization.quantize_dynamic "
+              "(QInt8 weights, per-tensor)" + ("; Conv: quantize_static (QOperator, "
+                                               "per-channel QInt8 weights, QUInt8 "
+                                               "activations, MinMax)" if calibrated else ""),
+              "vs_fp32": compare_sessions(fp32, int8, meta)}
+    if calibrated:
+        record["calibration"] = {"split": "train", "augmentation": False, "max_samples": SAMPLES,
+                                 "samples": sum(len(b["valid_length"]) for b in calibration)}
+        record["vs_fp32_valid"] = compare_sessions(fp32, int8, meta,
+                                                   split_batches(prepared.valid_loader, meta))
+    return record

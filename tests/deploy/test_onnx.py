@@ -237,22 +237,42 @@ def test_univariate_series_model_fixed_length_and_one_line_refusals(base, tmp_pa
         "mxlstm: error: cannot export for streaming: the series model reads the whole series")
 
 
-def test_int8_of_the_series_model_keeps_conv_fp32_unless_asked(base, tmp_path):
+def test_int8_of_the_series_model_quantizes_conv_statically_on_training_samples(base, tmp_path):
+    import onnx
+
+    from mxlstm.deploy.int8_report import onnx_test_metric
+    from mxlstm.deploy.onnx_calibrate import calibration_batches, calibration_indices
+    from mxlstm.deploy.onnx_quantize import quantize
+
     prefix = onnx_exported(base, "vowels-fcn")
-    default = read_meta(prefix)["onnx"]["int8"]
-    assert "ConvInteger" not in default["quantized_ops"]
-    assert default["quantized_ops"]["DynamicQuantizeLSTM"] == 1
+    record = read_meta(prefix)["onnx"]["int8"]
+    assert record["quantized_ops"]["QLinearConv"] == 3  # the preset's three conv layers
+    assert record["quantized_ops"]["DynamicQuantizeLSTM"] == 1 and "QOperator" in record["method"]
     run = tiny_run(base, "vowels-fcn")
-    copy = tmp_path / "conv8"
-    export_model(run, copy)
-    record = export_onnx(copy, model_dir=run, int8=True, int8_conv=True)["int8"]
-    assert record["quantized_ops"]["ConvInteger"] == 3 and "Conv: QUInt8" in record["method"]
-    assert record["size_ratio"] > 2 * default["size_ratio"]  # the conv weights dominate
-    assert record["vs_fp32"]["top1_agreement"] >= 0.8
-    items = raw_inputs("vowels")
-    fp, q = Predictor(copy, backend="onnxruntime"), Predictor(copy, backend="onnxruntime-int8")
-    diff = np.abs(probs(q.predict(items), fp.labels) - probs(fp.predict(items), fp.labels))
-    assert 0 < diff.max() < 0.2
+    prepared, _, meta = runs.load_model(run)
+    train = prepared.train_loader._dataset._dataset  # the split under the augmentation
+    batches = calibration_batches(prepared, read_meta(prefix))
+    index = calibration_indices(len(train))
+    assert record["calibration"]["samples"] == len(index) == sum(len(b["data"]) for b in batches)
+    first = train[int(index[1])][0]  # calibration rows are training rows, not augmented ones
+    assert np.array_equal(batches[0]["data"][1, :len(first)], np.asarray(first))
+    again = calibration_batches(prepared, read_meta(prefix))  # deterministic
+    assert all(np.array_equal(a["data"], b["data"]) for a, b in zip(batches, again))
+    copy = tmp_path / "again-int8.onnx"  # the same batches give the same file
+    assert quantize(Path(str(prefix) + ".onnx"), copy, again) == record["quantized_ops"]
+    assert copy.read_bytes() == Path(str(prefix) + "-int8.onnx").read_bytes()
+    hints = [v.name for v in onnx.load(str(copy)).graph.value_info]  # in any process
+    assert hints and hints == sorted(hints)
+    assert record["vs_fp32_valid"]["top1_agreement"] >= 0.9
+    fp32_only = tmp_path / "fp32conv"
+    export_model(run, fp32_only)
+    kept = export_onnx(fp32_only, model_dir=run, int8=True, int8_conv=False)["int8"]
+    assert "QLinearConv" not in kept["quantized_ops"] and "calibration" not in kept
+    assert record["size_ratio"] > 2 * kept["size_ratio"]  # the conv weights dominate
+    meta = read_meta(prefix)  # real test rows (random ones lie outside the calibrated ranges)
+    fp32, int8 = (onnx_test_metric(prepared, meta, Path(str(prefix) + suffix))["accuracy"]
+                  for suffix in (".onnx", "-int8.onnx"))
+    assert fp32 > 0.5 and abs(int8 - fp32) <= 0.03
 
 
 def test_seed_ensemble_exports_as_one_onnx_graph(base):

@@ -97,7 +97,7 @@ def test_tokenizer_equals_mxlstm_tokenize():
 
 
 def test_predictor_module_imports_no_mxlstm():
-    stdlib = {"__future__", "argparse", "csv", "gzip", "hashlib", "io", "json", "os", "re",
+    stdlib = {"__future__", "argparse", "csv", "gzip", "hashlib", "io", "json", "math", "os", "re",
               "stat", "sys", "unicodedata", "warnings", "zipfile", "zlib", "collections",
               "functools", "dataclasses"}
     siblings = {"predictor_inputs", "predictor_files", "predictor_meta", "preprocess",
@@ -225,6 +225,26 @@ def test_language_model_stream_equals_one_pass(base):
     assert np.allclose([t["probability"] for t in answer["top_k"]],
                        [t["probability"] for t in whole["top_k"]], atol=1e-6)
     assert [s.shape for s in states] == [(2, 1, 16), (2, 1, 16)]
+
+
+def test_one_input_takes_the_fast_path_to_the_same_answer(base):
+    p = standalone.Predictor(exported(base, "digits"))
+    rows = [np.random.RandomState(k).randn(n, 8) for k, n in ((0, 5), (1, 8))]
+    x, lengths = p.batch(rows[:1])
+    assert x.dtype == np.float32 and x.shape == (1, 5, 8) and lengths.tolist() == [5.0]
+    assert np.array_equal(x[0], p.batch(rows)[0][0, :5])  # the padded batch's first row
+    logits = np.random.RandomState(2).randn(1, len(p.labels)).astype(np.float32)
+    tied = np.zeros_like(logits)  # ties keep the label order, as the stable argsort
+    for row in (logits, tied, 30 * logits):
+        one, batched = p._label_answers(row, 4), p._label_answers(np.repeat(row, 2, 0), 4)
+        assert [a["label"] for a in one[0]["top_k"]] == [a["label"] for a in batched[0]["top_k"]]
+        assert one[0]["label"] == batched[0]["label"]
+        assert np.allclose(probs(one, p.labels), probs(batched[:1], p.labels), rtol=1e-14)
+    assert [a["label"] for a in p._label_answers(tied, 3)[0]["top_k"]] == p.labels[:3]
+    broken = np.full_like(logits, np.nan)  # NaN logits: numpy's rules, as before
+    one, batched = p._label_answers(broken, 2)[0], p._label_answers(np.repeat(broken, 2, 0), 2)[0]
+    assert [a["label"] for a in one["top_k"]] == [a["label"] for a in batched["top_k"]]
+    assert np.isnan(list(one["probabilities"].values())).all()
 
 
 # ----------------------------------------------------------------------------- bad input
