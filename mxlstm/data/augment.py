@@ -41,7 +41,7 @@ from mxlstm.errors import ConfigError, DataError
 __all__ = [
     "AugmentedDataset", "Augmentation", "Compose", "Jitter", "MixSameClass", "PixelShift",
     "RandomCrop", "RandomSwap", "Scale", "SmallRotation", "TimeMask", "TimeShift",
-    "TimeStretch", "TokenDropout", "UnknownSubstitution", "rotate",
+    "TimeStretch", "TokenDropout", "UnknownSubstitution", "rotate", "rotate_images",
 ]
 
 
@@ -207,27 +207,34 @@ def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     Positive angles turn the picture clockwise as displayed (row 0 on top):
     ``rotate(img, 90)`` equals ``np.rot90(img, -1)`` for a square image.
     """
-    h, w = image.shape
-    theta = math.radians(degrees)
-    cos, sin = math.cos(theta), math.sin(theta)
+    return rotate_images(np.asarray(image)[None], np.array([degrees]))[0]
+
+
+def rotate_images(images: np.ndarray, degrees: np.ndarray) -> np.ndarray:
+    """:func:`rotate` every image of ``images (B, H, W)`` by its angle ``degrees (B,)``:
+    float64 inside, float32 out."""
+    b, h, w = images.shape
+    theta = np.radians(np.asarray(degrees, dtype=np.float64))
+    cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     dy, dx = _centred_grid(h, w)
-    sy = cos * dy - sin * dx + cy  # source position of every output pixel
+    sy = cos * dy - sin * dx + cy  # (B, H, W): source position of every output pixel
     sx = sin * dy + cos * dx + cx
     y0, x0 = np.floor(sy), np.floor(sx)
     fy, fx = sy - y0, sx - x0
-    # The image inside a border of zeros: a neighbour outside the image, clamped into
+    # Each image inside a border of zeros: a neighbour outside the image, clamped into
     # the border, reads 0 (one gather per neighbour, no masks).
-    padded = np.zeros((h + 2, w + 2), dtype=image.dtype)
-    padded[1:-1, 1:-1] = image
-    flat = padded.ravel()
+    padded = np.zeros((b, h + 2, w + 2), dtype=images.dtype)
+    padded[:, 1:-1, 1:-1] = images
+    flat = padded.reshape(b, -1)
     y0, x0 = y0.astype(np.int64) + 1, x0.astype(np.int64) + 1
     rows = [np.minimum(np.maximum(y0 + o, 0), h + 1) * (w + 2) for o in (0, 1)]
     cols = [np.minimum(np.maximum(x0 + o, 0), w + 1) for o in (0, 1)]
-    out = np.zeros((h, w), dtype=np.float64)
+    out = np.zeros((b, h, w), dtype=np.float64)
     for oy, ox, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
                            (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        out += flat[rows[oy] + cols[ox]] * weight
+        index = (rows[oy] + cols[ox]).reshape(b, -1)
+        out += np.take_along_axis(flat, index, axis=1).reshape(b, h, w) * weight
     return out.astype(np.float32)
 
 

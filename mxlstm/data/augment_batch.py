@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from mxnet import gluon
 
-from mxlstm.data.augment import PixelShift, SmallRotation, _centred_grid
+from mxlstm.data.augment import PixelShift, SmallRotation, rotate_images
 from mxlstm.data.augment_base import Compose
 
 BATCH_STREAM = 0x6261  # ("ba"): keeps batch streams apart from per-sample ones
@@ -37,32 +37,6 @@ def shift_images(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarr
     cols = np.arange(w)[None, :] - dx[:, None] + m
     rows, cols = np.clip(rows, 0, h + 2 * m - 1), np.clip(cols, 0, w + 2 * m - 1)
     return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
-
-
-def rotate_images(images: np.ndarray, degrees: np.ndarray) -> np.ndarray:
-    """:func:`~mxlstm.data.augment.rotate` of every image of ``images (B, H, W)`` by
-    ``degrees (B,)``: bilinear, zero outside, float64 inside, float32 out."""
-    b, h, w = images.shape
-    theta = np.radians(np.asarray(degrees, dtype=np.float64))
-    cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    dy, dx = _centred_grid(h, w)
-    sy = cos * dy - sin * dx + cy  # (B, H, W) source position of every output pixel
-    sx = sin * dy + cos * dx + cx
-    y0, x0 = np.floor(sy), np.floor(sx)
-    fy, fx = sy - y0, sx - x0
-    padded = np.zeros((b, h + 2, w + 2), dtype=images.dtype)
-    padded[:, 1:-1, 1:-1] = images
-    flat = padded.reshape(b, -1)
-    y0, x0 = y0.astype(np.int64) + 1, x0.astype(np.int64) + 1
-    rows = [np.minimum(np.maximum(y0 + o, 0), h + 1) * (w + 2) for o in (0, 1)]
-    cols = [np.minimum(np.maximum(x0 + o, 0), w + 1) for o in (0, 1)]
-    out = np.zeros((b, h, w), dtype=np.float64)
-    for oy, ox, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
-                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        index = (rows[oy] + cols[ox]).reshape(b, -1)
-        out += np.take_along_axis(flat, index, axis=1).reshape(b, h, w) * weight
-    return out.astype(np.float32)
 
 
 def _chosen(p: float, size: int, rng: np.random.Generator) -> np.ndarray:
