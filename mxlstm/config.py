@@ -135,6 +135,10 @@ class ModelConfig:
     conv_steps: int = opt(-1, "lstm_fcn: the convolutional branch reads windows averaged to at "
                           "most this many steps (0 = every step, -1 = as the recurrent "
                           "branch: model.max_steps)", low=-1, high=10_000_000)
+    window_stats: str = opt("mean", "series models: what a window of several steps "
+                            "(model.max_steps, model.conv_steps) becomes: mean, or meanmaxmin "
+                            "(its mean, max and min as 3x the channels, so short spikes "
+                            "survive)", ("mean", "meanmaxmin"))
     series_norm: str = opt("false", "z-normalise each series per channel over its own steps "
                            "inside the model (series tasks): true, false, auto (only "
                            "univariate series), level (z-normalised series plus each "

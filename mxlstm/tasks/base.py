@@ -30,7 +30,8 @@ LM_KEYS = frozenset({"data.bptt", "model.output_dropout", "model.tie_weights"})
 CLASSIFIER_KEYS = frozenset({"model.pooling", "model.head_units", "model.head_dropout"})
 LOADER_KEYS = frozenset({"data.augment", "data.num_buckets", "data.num_workers"})
 SERIES_MODEL_KEYS = frozenset({"model.family", "model.conv_filters", "model.series_norm",
-                               "model.max_steps", "model.conv_steps"})
+                               "model.max_steps", "model.conv_steps",
+                               "model.window_stats"})
 
 # MXNet's pip builds (no USE_INT64_TENSOR_SIZE) allocate at most 2^31 - 1 elements per tensor.
 MAX_TENSOR_ELEMENTS = 2**31 - 1
@@ -187,7 +188,8 @@ def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = No
         return SeriesModel(
             num_outputs, hidden_size=m.hidden_size, cell_type=m.cell,
             series_norm=series_norm, conv_filters=filters,
-            stride=stride, conv_stride=conv_stride, input_dropout=m.input_dropout,
+            stride=stride, conv_stride=conv_stride, window_stats=m.window_stats,
+            input_dropout=m.input_dropout,
             pooling=m.pooling, head_units=head_units(m.head_units),
             head_dropout=m.head_dropout, target=target,
             keep_level=m.series_norm == "level", **encoder_options(cfg, steps))
