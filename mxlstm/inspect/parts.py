@@ -146,17 +146,19 @@ class SeriesView(ModelView):
         return self._averaged(x, valid_length, self.model.stride)
 
     def side(self, x, valid_length):
-        """The convolutional branch's input at its own resolution (``conv_stride``)."""
-        if self.model.conv is None:
-            return {}
-        conv_in, conv_length = self._averaged(x, valid_length, self.model.conv_stride)
-        return {"conv_input": conv_in, "conv_valid_length": conv_length}
+        """Each convolutional branch's input at its own resolution (``conv_stride``;
+        ``fine_stride`` for the second, ``conv_fine_*``)."""
+        side = {}
+        for (_, stride), name in zip(self.model.conv_branches(), ("conv", "conv_fine")):
+            conv_in, conv_length = self._averaged(x, valid_length, stride)
+            side.update({f"{name}_input": conv_in, f"{name}_valid_length": conv_length})
+        return side
 
     def head(self, out, valid_length, side):
         model = self.model
         features = _pool(model, out, valid_length)
-        if model.conv is not None:
-            conv = model.conv(side["conv_input"], side["conv_valid_length"])
+        for (branch, _), name in zip(model.conv_branches(), ("conv", "conv_fine")):
+            conv = branch(side[f"{name}_input"], side[f"{name}_valid_length"])
             features = nd.concat(features, conv, dim=1)
         out = model.head(features)
         if model.target_mean is not None:

@@ -29,6 +29,8 @@ def _model(**kw):
     {"series_norm": True, "conv_filters": (4, 8), "stride": 3, "window_stats": "meanmaxmin"},
     {"conv_filters": (4,), "stride": 4, "conv_stride": 2, "window_stats": "meanmaxmin"},
     {"conv_filters": (4,), "stride": 3, "conv_stride": 1, "window_stats": "meanmaxmin"},
+    {"series_norm": True, "conv_filters": (4, 8), "stride": 4, "fine_stride": 1},
+    {"conv_filters": (4,), "stride": 4, "fine_stride": 2, "window_stats": "meanmaxmin"},
 ])
 def test_padding_never_changes_the_answer(options):
     model = _model(**options)
@@ -167,3 +169,26 @@ def test_window_stats_hybridized_equals_imperative_and_trains():
     grads = [p.grad().asnumpy() for name, p in weight.items() if "i2h_weight" in name]
     assert grads and grads[0].shape[1] == 6  # 3C inputs, every one with a gradient
     assert (np.abs(grads[0]).sum(axis=0) > 0).all()
+
+
+def test_fine_branch_adds_the_features_of_a_second_branch_at_its_resolution():
+    """fine_stride=1: the head reads [recurrent, coarse conv on windows of 3, fine conv on
+    every step], the fine branch with its own weights."""
+    from mxlstm.blocks.models import pool
+
+    model = _model(conv_filters=(4,), stride=3, fine_stride=1)
+    assert [s for _, s in model.conv_branches()] == [3, 1]
+    rng = np.random.RandomState(5)
+    x = mx.nd.array(rng.normal(size=(2, 9, 2)))
+    lengths = mx.nd.array([9, 5])
+    averaged, steps = average_steps(mx.nd, x, lengths, 3)
+    recurrent = pool(mx.nd, model.encoder(averaged, steps), steps, "last", True, 4)
+    features = mx.nd.concat(recurrent, model.conv(averaged, steps),
+                            model.conv_fine(x, lengths), dim=1)
+    np.testing.assert_allclose(model(x, lengths).asnumpy(), model.head(features).asnumpy(),
+                               atol=1e-6)
+    assert model.head[0].weight.shape[1] == 8 + 4 + 4
+    fine = set(model.conv_fine.collect_params()) - set(model.conv.collect_params())
+    assert fine == set(model.conv_fine.collect_params())  # weights of its own
+    assert "second convolutional branch" in model.streaming_refusal()
+    assert SeriesModel(3, 4, fine_stride=1).conv_fine is None  # no filters: no branch
