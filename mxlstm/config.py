@@ -138,7 +138,7 @@ class ModelConfig:
     conv_fine_steps: int = opt(-1, "lstm_fcn, multi-scale: a second convolutional branch "
                                "(the same filters) reads windows averaged to at most this many "
                                "steps, its features beside the first's (-1 = off, 0 = every "
-                               "step)", low=-1, high=10_000_000)
+                               "step; only where finer than the first)", low=-1, high=10_000_000)
     window_stats: str = opt("mean", "series models: what a window of several steps "
                             "(model.max_steps, model.conv_steps) becomes: mean, or meanmaxmin "
                             "(its mean, max and min as 3x the channels, so short spikes "

@@ -186,6 +186,8 @@ def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = No
         conv_stride = stride if m.conv_steps < 0 else stride_for(max_length or 0, m.conv_steps)
         fine_stride = None if m.conv_fine_steps < 0 else stride_for(max_length or 0,
                                                                    m.conv_fine_steps)
+        if fine_stride is not None and fine_stride >= conv_stride:
+            fine_stride = None  # a second branch only where it adds a finer scale
         steps = -(-max_length // stride) if max_length else None
         return SeriesModel(
             num_outputs, hidden_size=m.hidden_size, cell_type=m.cell,
