@@ -31,9 +31,10 @@ def test_second_branch_only_where_it_adds_a_finer_scale(length, strides, fine):
     assert [s for _, s in model.conv_branches()] == [strides[1]] + ([fine] if fine else [])
 
 
-def test_off_by_default_and_window_stats_reach_the_model():
+def test_preset_is_multi_scale_and_window_stats_reach_the_model():
     cfg = default_config("uea")
-    assert cfg.model.conv_fine_steps in (-1, 512) and cfg.model.window_stats == "mean"
+    assert cfg.model.conv_fine_steps == 512 and cfg.model.window_stats == "mean"
+    assert default_config("vowels").model.conv_fine_steps == 512
     assert _model(1460, **{"model.conv_fine_steps": -1}).conv_fine is None
     assert _model(1460, **{"model.window_stats": "meanmaxmin"}).window_stats == "meanmaxmin"
     with pytest.raises(MxlstmError, match="window_stats"):
