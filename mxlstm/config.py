@@ -1,9 +1,8 @@
 """Typed, frozen run configuration: defaults < task preset < TOML file < ``--set key=value``.
 
-Every key has a default and a help string (``mxlstm config --task T`` prints them all).
-Keys are ``section.name`` with sections ``data``, ``model`` and ``train``; the effective
-configuration is saved as ``config.json`` in the run directory and travels with every
-checkpoint and export.
+Every key has a default and a help string (``mxlstm config --task T`` prints them all). Keys are
+``section.name`` with sections ``data``, ``model`` and ``train``; the effective configuration is
+saved as ``config.json`` in the run directory and travels with every checkpoint and export.
 """
 
 from __future__ import annotations
@@ -91,8 +90,7 @@ class DataConfig:
     num_eval: int = opt(2000, "validation and test sequences of synthetic tasks",
                          low=1, high=10_000_000)
     copy_length: int = opt(10, "symbols to remember in the copy task", low=1, high=100_000)
-    bptt: int = opt(35, "language model: steps per truncated-backprop batch",
-                     low=1, high=100_000)
+    bptt: int = opt(35, "language model: steps per truncated-backprop batch", low=1, high=100_000)
 
 
 @dataclass(frozen=True)
@@ -118,8 +116,7 @@ class ModelConfig:
     peephole: bool = opt(False, "LSTM peephole connections (gate-level path)")
     layer_norm: bool = opt(False, "LSTM layer normalisation (gate-level path)")
     cell_clip: float = opt(0.0, "clip the LSTM cell state to [-v, v] (0 = off)", low=0)
-    projection_size: int = opt(0, "LSTM output projection size (0 = off)", low=0,
-                                high=MAX_UNITS)
+    projection_size: int = opt(0, "LSTM output projection size (0 = off)", low=0, high=MAX_UNITS)
     forget_bias: float = opt(1.0, "initial LSTM forget-gate bias")
     chrono_init: int = opt(0, "chrono initialisation of LSTM gate biases for dependencies up "
                            "to this many steps, instead of forget_bias (0 = off, -1 = the "
@@ -135,6 +132,11 @@ class ModelConfig:
     conv_steps: int = opt(-1, "lstm_fcn: the convolutional branch reads windows averaged to at "
                           "most this many steps (0 = every step, -1 = as the recurrent "
                           "branch: model.max_steps)", low=-1, high=10_000_000)
+    conv_fine_steps: int = opt(-1, "lstm_fcn: a second convolutional branch reads windows to "
+                               "at most this many steps where finer (-1 = off, 0 = every step)",
+                               low=-1, high=10_000_000)
+    window_stats: str = opt("mean", "series models: a window of steps becomes its mean, or "
+                            "(meanmaxmin) its mean, max and min", ("mean", "meanmaxmin"))
     series_norm: str = opt("false", "z-normalise each series per channel over its own steps "
                            "inside the model (series tasks): true, false, auto (only "
                            "univariate series), level (z-normalised series plus each "
@@ -150,8 +152,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = opt(20, "passes over the training data", low=1, high=1_000_000)
-    batch_size: int = opt(64, "sequences per batch (over all contexts)", low=1,
-                           high=MAX_BATCH)
+    batch_size: int = opt(64, "sequences per batch (over all contexts)", low=1, high=MAX_BATCH)
     optimizer: str = opt("adam", "optimizer", ("adam", "sgd", "rmsprop", "bertadam"))
     lr: float = opt(1e-3, "learning rate", low=0)
     weight_decay: float = opt(0.0, "L2 (decoupled for bertadam)", low=0)
@@ -160,8 +161,7 @@ class TrainConfig:
     step_epochs: int = opt(10, "step schedule: epochs between decays", low=1)
     decay_factor: float = opt(0.5, "step / plateau schedule: learning-rate factor")
     clip_norm: float = opt(5.0, "clip gradients to this global norm (0 = off)", low=0)
-    early_stopping: int = opt(0, "stop after this many epochs without improvement (0 = off)",
-                               low=0)
+    early_stopping: int = opt(0, "stop after this many epochs without improvement (0 = off)", low=0)
     monitor: str = opt("", "validation metric for best model / early stopping "
                        "(empty = the task's)")
     seed: int = opt(0, "seeds Python, numpy, MXNet, shuffling and augmentation")

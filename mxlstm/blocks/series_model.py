@@ -41,6 +41,46 @@ def average_steps(F, x, valid_length, stride: int):
     return F.swapaxes(summed / stride, 1, 2), F.ceil(valid_length / stride)
 
 
+# what a window of k > 1 steps becomes: its mean, or its mean, max and min (3C channels)
+WINDOW_STATS = ("mean", "meanmaxmin")
+_BIG = 1e30  # finite, so that 0 * fill stays 0
+
+
+def window_extremes(F, x, valid_length, stride: int):
+    """``x (N, T, C)`` -> ``(max, min)``, each ``(N, ceil(T / stride), C)``: the extremes
+    of each window of ``stride`` steps over its valid steps only (a sequence's last,
+    partial window as if it ran alone), 0 past ``ceil(valid_length / stride)``."""
+    mask = step_mask(F, x, valid_length)  # (N, T, 1)
+    valid = F.broadcast_mul(x, mask)
+    fill = (1 - mask) * _BIG  # padded steps never win a max or a min
+    pooled = []
+    for sign in (1.0, -1.0):  # min = -max(-x)
+        h = F.swapaxes(F.broadcast_sub(valid * sign, fill), 1, 2)  # (N, C, T)
+        top = F.Pooling(h, kernel=(stride,), stride=(stride,), pool_type="max",
+                        pooling_convention="full", layout="NCW")
+        pooled.append(F.swapaxes(top, 1, 2) * sign)
+    steps = F.ceil(valid_length / stride)
+    kept = step_mask(F, pooled[0], steps)
+    return tuple(F.broadcast_mul(p, kept) for p in pooled)
+
+
+def window_steps(F, x, valid_length, stride: int, stats: str = "mean"):
+    """``x (N, T, C)`` -> ``(N, ceil(T / stride), C)`` window means
+    (:func:`average_steps`), or with ``stats="meanmaxmin"`` ``(N, ceil(T / stride), 3C)``:
+    means, maxima, minima (:func:`window_extremes`), so that short spikes survive; and
+    ``ceil(valid_length / stride)``. ``stride == 1``: ``x`` and ``valid_length`` as they
+    are (C channels)."""
+    if stats not in WINDOW_STATS:
+        raise ConfigError(f"window_stats must be one of {WINDOW_STATS}, got {stats!r}")
+    if stride == 1:
+        return x, valid_length
+    mean, steps = average_steps(F, x, valid_length, stride)
+    if stats == "mean":
+        return mean, steps
+    top, bottom = window_extremes(F, x, valid_length, stride)
+    return F.concat(mean, top, bottom, dim=2), steps
+
+
 def stride_for(length: int, max_steps: int) -> int:
     """The window of :func:`average_steps` that brings ``length`` steps to at most
     ``max_steps`` (1 when ``max_steps`` is 0 or not exceeded)."""
@@ -70,6 +110,13 @@ class SeriesModel(HybridBlock):
         series cost less; 1 = off.
     conv_stride : int or None
         The same for the convolutional branch's input (None: ``stride``).
+    fine_stride : int or None
+        Multi-scale: a second convolutional branch (the same filters, its own weights)
+        reads windows of ``fine_stride`` steps, its features beside the first's (None:
+        no second branch).
+    window_stats : str
+        What a window of more than one step becomes (:func:`window_steps`): ``"mean"``, or
+        ``"meanmaxmin"`` (3C channels; a branch reading every step keeps C).
     fixed_length : int or None
         Inference on rows that all hold ``T`` steps: the only input is ``x`` (the export
         form ``--fixed-length``; the encoder then runs without lengths).
@@ -91,6 +138,7 @@ class SeriesModel(HybridBlock):
     def __init__(self, num_outputs: int, hidden_size: int = 64, cell_type: str = "lstm",
                  series_norm: bool = False, conv_filters: tuple[int, ...] = (),
                  stride: int = 1, conv_stride: int | None = None,
+                 window_stats: str = "mean", fine_stride: int | None = None,
                  target: tuple[float, float] | None = None,
                  keep_level: bool = False,
                  input_dropout: float = 0.0, pooling: str = "last",
@@ -103,7 +151,8 @@ class SeriesModel(HybridBlock):
         self._options = {
             "num_outputs": num_outputs, "hidden_size": hidden_size, "cell_type": cell_type,
             "series_norm": series_norm, "conv_filters": tuple(conv_filters),
-            "stride": stride, "conv_stride": conv_stride, "target": target,
+            "stride": stride, "conv_stride": conv_stride, "window_stats": window_stats,
+            "fine_stride": fine_stride,            "target": target,
             "keep_level": keep_level,
             "input_dropout": input_dropout, "pooling": pooling,
             "head_units": tuple(head_units), "head_dropout": head_dropout,
@@ -111,6 +160,12 @@ class SeriesModel(HybridBlock):
         self.pooling = pooling
         self.stride = int(stride)
         self.conv_stride = self.stride if conv_stride is None else int(conv_stride)
+        if window_stats not in WINDOW_STATS:
+            raise ConfigError(f"window_stats must be one of {WINDOW_STATS}, "
+                              f"got {window_stats!r}")
+        self.window_stats = window_stats
+        self.fine_stride = None if fine_stride is None or not conv_filters \
+            else int(fine_stride)
         self.fixed_length = fixed_length
         self.per_step = False
         self.embedding = None
@@ -119,6 +174,8 @@ class SeriesModel(HybridBlock):
             self.input_dropout = LockedDropout(input_dropout) if input_dropout else None
             self.encoder = RecurrentLayer(cell_type, hidden_size, **encoder)
             self.conv = ConvBranch(tuple(conv_filters)) if conv_filters else None
+            self.conv_fine = ConvBranch(tuple(conv_filters)) \
+                if self.fine_stride is not None else None
             self.head = dense_head(num_outputs, head_units, head_dropout)
             self.target_mean = self.target_std = None
             if target is not None:
@@ -147,26 +204,35 @@ class SeriesModel(HybridBlock):
              self.conv), (f"windows of {self.stride} steps averaged", self.stride > 1),
             (f"windows of {self.conv_stride} steps for the convolutional branch",
              self.conv is not None and self.conv_stride not in (1, self.stride)),
+            (f"a second convolutional branch (windows of {self.fine_stride} steps)",
+             self.conv_fine is not None),
             ("a bidirectional encoder", self.bidirectional)) if present]
         return ("the series model reads the whole series at once"
                 + (f": {'; '.join(parts)}" if parts else "")
                 + "; export it with valid_length (the default)")
 
+    def conv_branches(self) -> list[tuple[HybridBlock, int]]:
+        """``(branch, stride)`` of each convolutional branch, coarse first."""
+        return [(branch, stride) for branch, stride in (
+            (self.conv, self.conv_stride), (self.conv_fine, self.fine_stride))
+            if branch is not None]
+
     def branch_inputs(self, F, x, valid_length):
-        """``((encoder input, lengths), conv branch input (x, lengths) or None)``:
-        ``x (N, T, C)`` z-normalised (if on), then averaged over windows of ``stride``
+        """``((encoder input, lengths), [(x, lengths) per conv branch])``:
+        ``x (N, T, C)`` z-normalised (if on), then summarised over windows of ``stride``
         steps for the encoder (``(N, ceil(T / stride), C')``, ``ceil(valid_length /
-        stride)`` float) and of ``conv_stride`` steps for the convolutional branch."""
+        stride)`` float) and of each convolutional branch's own stride
+        (:meth:`conv_branches`, :meth:`windows`)."""
         valid_length = F.cast(valid_length, dtype="float32")
         if self.znorm is not None:
             x = self.znorm(x, valid_length)
-        conv_in = None
-        if self.conv is not None:  # its own resolution (the recurrent one, or finer)
-            conv_in = (x, valid_length) if self.conv_stride == 1 else \
-                average_steps(F, x, valid_length, self.conv_stride)
-        if self.stride > 1:
-            x, valid_length = average_steps(F, x, valid_length, self.stride)
-        return (x, valid_length), conv_in
+        conv_in = [self.windows(F, x, valid_length, stride)  # each at its own resolution
+                   for _, stride in self.conv_branches()]
+        return self.windows(F, x, valid_length, self.stride), conv_in
+
+    def windows(self, F, x, valid_length, stride: int):
+        """:func:`window_steps` with this model's ``window_stats``."""
+        return window_steps(F, x, valid_length, stride, self.window_stats)
 
     def encoder_input(self, F, x, valid_length):
         """The encoder's input and lengths (see :meth:`branch_inputs`)."""
@@ -200,8 +266,8 @@ class SeriesModel(HybridBlock):
             out = self.encoder(h, valid_length)
             features = pool(F, out, valid_length, self.pooling, self.bidirectional,
                             self.encoder.hidden_size)
-        if conv_in is not None:
-            features = F.concat(features, self.conv(*conv_in), dim=1)
+        for (branch, _), inputs in zip(self.conv_branches(), conv_in):
+            features = F.concat(features, branch(*inputs), dim=1)
         out = self.head(features)
         if target_mean is not None:
             out = F.broadcast_add(F.broadcast_mul(out, target_std), target_mean)

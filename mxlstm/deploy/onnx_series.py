@@ -6,11 +6,13 @@
 
     data (N, T, C), lengths (N,)
       -> [z-norm: masked mean / std per series and channel (+ level, log-std channels)]
-      -> [window average: AveragePool of s steps over (N, C, T), zeros past the end;
-          lengths -> ceil(lengths / s); the conv branch with its own s (conv_stride)]
+      -> [window average: AveragePool of s steps over (N, C, T), zeros past the end
+          (window_stats=meanmaxmin: beside it MaxPool of x and of -x, padding at -/+1e30);
+          lengths -> ceil(lengths / s); the conv branch with its own s (conv_stride), a
+          second, finer one with its own (fine_stride, multi-scale)]
       -> recurrent encoder + pooling (onnx_graph)       -+
-      -> [conv branch: (Conv with the BatchNorm folded -+-> Concat -> head [-> * std + mean]
-          in -> Relu -> * mask) per layer, masked mean over T]
+      -> [conv branch(es): (Conv with the BatchNorm  -+-> Concat -> head [-> * std + mean]
+          folded in -> Relu -> * mask) per layer, masked mean over T]
 
 Every stage keeps the padded steps at zero as mxlstm does, so garbage in the padding
 never reaches an answer. An even kernel ``k`` is padded ``(k/2, k/2 - 1)``: the first
@@ -70,6 +72,40 @@ def average_steps(g, x: str, lengths_f: str, stride: int) -> tuple[str, str]:
     return out, steps
 
 
+def window_extremes(g, x: str, lengths_f: str, stride: int) -> tuple[str, str]:
+    """:func:`~mxlstm.blocks.series_model.window_extremes`: the max and the min of each
+    window of ``stride`` steps of ``x (N, T, C)`` over its valid steps (padded steps
+    pushed to -/+1e30, a ``MaxPool`` whose end padding never wins), 0 past the new
+    lengths."""
+    from mxlstm.blocks.series_model import _BIG
+
+    mask = _float_mask(g, x, lengths_f)
+    valid = g.op("Mul", [x, mask])
+    fill = g.op("Mul", [g.op("Sub", [g.const("one_f", 1.0), mask]), g.const("big", _BIG)])
+    steps = g.op("Ceil", [g.op("Div", [lengths_f, g.const("stride", float(stride))])])
+    out = []
+    for low in (False, True):  # min = -max(-x)
+        h = g.op("Neg", [g.op("Add", [valid, fill])]) if low else g.op("Sub", [valid, fill])
+        pooled = g.op("MaxPool", [g.op("Transpose", [h], perm=[0, 2, 1])],
+                      kernel_shape=[stride], strides=[stride], pads=[0, stride - 1])
+        top = g.op("Transpose", [pooled], perm=[0, 2, 1])
+        top = g.op("Neg", [top]) if low else top
+        out.append(g.op("Mul", [top, _float_mask(g, top, steps)]))
+    return out[0], out[1]
+
+
+def windows(g, model, x: str, lengths_f: str, stride: int) -> tuple[str, str]:
+    """:meth:`SeriesModel.windows`: ``x`` and ``lengths_f`` at windows of ``stride``
+    steps (as they are for 1): means, or means, maxima and minima (``window_stats``)."""
+    if stride == 1:
+        return x, lengths_f
+    mean, steps = average_steps(g, x, lengths_f, stride)
+    if model.window_stats == "mean":
+        return mean, steps
+    top, bottom = window_extremes(g, x, lengths_f, stride)
+    return g.op("Concat", [mean, top, bottom], axis=2), steps
+
+
 def _fold_batch_norm(weight: np.ndarray, norm) -> tuple[np.ndarray, np.ndarray]:
     """Inference BatchNorm after a bias-free convolution folded into its weights:
     ``W * a`` and ``beta - mean * a``, ``a = gamma / sqrt(var + eps)`` per channel (one
@@ -124,23 +160,29 @@ def stages(model) -> list[str]:
     if model.znorm is not None:
         out.append("per-series z-normalisation" + (" with level channels"
                                                   if model.znorm.keep_level else ""))
+    stats = "averaged" if model.window_stats == "mean" else "as mean, max and min"
     if model.stride > 1:
-        out.append(f"windows of {model.stride} steps averaged")
+        out.append(f"windows of {model.stride} steps {stats}")
     if model.conv is not None and model.conv_stride != model.stride:
         out.append("the convolutional branch reads every step" if model.conv_stride == 1
-                   else f"windows of {model.conv_stride} steps for the convolutional branch")
-    if model.conv is not None:
-        out.append(f"{len(model.conv.filters)} x Conv (BatchNorm folded in)/Relu "
-                   f"{list(model.conv.filters)}, masked mean")
+                   else f"windows of {model.conv_stride} steps {stats} for the "
+                   "convolutional branch")
+    if model.conv_fine is not None:
+        out.append("a second convolutional branch reads every step" if model.fine_stride == 1
+                   else f"a second convolutional branch reads windows of "
+                   f"{model.fine_stride} steps {stats}")
+    for branch, _ in model.conv_branches():
+        out.append(f"{len(branch.filters)} x Conv (BatchNorm folded in)/Relu "
+                   f"{list(branch.filters)}, masked mean")
     if model.target_mean is not None:
         out.append("target de-standardised")
     return out
 
 
 def series_input(g, model, x: str, lengths_f: str | None, lengths: str | None
-                 ) -> tuple[str, str, str, tuple[str, str] | None]:
-    """The encoder's input ``(N, T', C')``, float lengths and int32 lengths, and the conv
-    branch's input with its float lengths (None without a branch), as
+                 ) -> tuple[str, str, str, list[tuple[str, str]]]:
+    """The encoder's input ``(N, T', C')``, float lengths and int32 lengths, and each conv
+    branch's input with its float lengths (:meth:`SeriesModel.conv_branches`), as
     :meth:`SeriesModel.branch_inputs`; ``lengths_f = lengths = None`` in a fixed-length
     graph (every row holds ``T`` steps).
 
@@ -155,23 +197,22 @@ def series_input(g, model, x: str, lengths_f: str | None, lengths: str | None
         x = znorm(g, x, lengths_f, model.znorm)
     full = (x, lengths_f)
     if model.stride > 1:
-        x, lengths_f = average_steps(g, x, lengths_f, model.stride)
+        x, lengths_f = windows(g, model, x, lengths_f, model.stride)
         lengths = g.op("Div", [g.op("Add", [lengths, g.const("round_up", model.stride - 1,
                                                              np.int32)]),
                                g.const("stride", model.stride, np.int32)])  # ceil(L / s)
-    conv = None
-    if model.conv is not None:  # its own resolution: the encoder's (shared), every step,
-        conv = (x, lengths_f) if model.conv_stride == model.stride else full  # or its own
-        if model.conv_stride not in (1, model.stride):
-            conv = average_steps(g, *full, model.conv_stride)
+    conv = []
+    for _, stride in model.conv_branches():  # each at its own resolution: the encoder's
+        conv.append((x, lengths_f) if stride == model.stride  # (shared) or its own
+                    else windows(g, model, *full, stride))
     return x, lengths_f, lengths, conv
 
 
-def series_output(g, model, conv: tuple[str, str] | None, pooled: str, head) -> str:
-    """The head on the pooled encoder output beside the conv branch of its input
-    ``conv = (x, lengths)``, then de-standardised regression targets: ``(N, K)``."""
-    if conv is not None:
-        pooled = g.op("Concat", [pooled, conv_branch(g, *conv, model.conv)], axis=1)
+def series_output(g, model, conv: list[tuple[str, str]], pooled: str, head) -> str:
+    """The head on the pooled encoder output beside each conv branch of its input
+    ``(x, lengths)`` in ``conv``, then de-standardised regression targets: ``(N, K)``."""
+    for (branch, _), inputs in zip(model.conv_branches(), conv):
+        pooled = g.op("Concat", [pooled, conv_branch(g, *inputs, branch)], axis=1)
     out = head(g, pooled, model.head)
     if model.target_mean is not None:
         out = g.op("Add", [g.op("Mul", [out, g.const("target_std", _numpy(model.target_std))]),

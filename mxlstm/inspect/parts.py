@@ -26,7 +26,7 @@ from typing import Any
 import mxnet as mx
 
 from mxlstm.blocks.models import LanguageModel, SequenceModel, pool
-from mxlstm.blocks.series_model import SeriesModel, average_steps
+from mxlstm.blocks.series_model import SeriesModel
 from mxlstm.ensemble import EnsembleModel
 from mxlstm.errors import ConfigError
 
@@ -114,8 +114,9 @@ class LanguageView(ModelView):
 
 class SeriesView(ModelView):
     """:class:`~mxlstm.blocks.series_model.SeriesModel`: the recurrent branch reads the
-    series after per-series z-normalisation (``znorm``) and window averaging (``stride``);
-    the convolutional branch (``conv``) reads the normalised series averaged at its own
+    series after per-series z-normalisation (``znorm``) and windows of ``stride`` steps
+    (means, or means, maxima and minima: ``window_stats``); the convolutional branch
+    (``conv``) reads the normalised series in windows of its own
     resolution (``conv_stride``); their features are concatenated before the head, whose
     outputs are scaled back to the targets."""
 
@@ -139,25 +140,25 @@ class SeriesView(ModelView):
         x, valid_length = x.astype("float32"), valid_length.astype("float32")
         if self.model.znorm is not None:
             x = self.model.znorm(x, valid_length)
-        if stride > 1:
-            x, valid_length = average_steps(nd, x, valid_length, stride)
-        return x, valid_length
+        return self.model.windows(nd, x, valid_length, stride)
 
     def stage(self, x, valid_length):
         return self._averaged(x, valid_length, self.model.stride)
 
     def side(self, x, valid_length):
-        """The convolutional branch's input at its own resolution (``conv_stride``)."""
-        if self.model.conv is None:
-            return {}
-        conv_in, conv_length = self._averaged(x, valid_length, self.model.conv_stride)
-        return {"conv_input": conv_in, "conv_valid_length": conv_length}
+        """Each convolutional branch's input at its own resolution (``conv_stride``;
+        ``fine_stride`` for the second, ``conv_fine_*``)."""
+        side = {}
+        for (_, stride), name in zip(self.model.conv_branches(), ("conv", "conv_fine")):
+            conv_in, conv_length = self._averaged(x, valid_length, stride)
+            side.update({f"{name}_input": conv_in, f"{name}_valid_length": conv_length})
+        return side
 
     def head(self, out, valid_length, side):
         model = self.model
         features = _pool(model, out, valid_length)
-        if model.conv is not None:
-            conv = model.conv(side["conv_input"], side["conv_valid_length"])
+        for (branch, _), name in zip(model.conv_branches(), ("conv", "conv_fine")):
+            conv = branch(side[f"{name}_input"], side[f"{name}_valid_length"])
             features = nd.concat(features, conv, dim=1)
         out = model.head(features)
         if model.target_mean is not None:

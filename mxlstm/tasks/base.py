@@ -30,7 +30,8 @@ LM_KEYS = frozenset({"data.bptt", "model.output_dropout", "model.tie_weights"})
 CLASSIFIER_KEYS = frozenset({"model.pooling", "model.head_units", "model.head_dropout"})
 LOADER_KEYS = frozenset({"data.augment", "data.num_buckets", "data.num_workers"})
 SERIES_MODEL_KEYS = frozenset({"model.family", "model.conv_filters", "model.series_norm",
-                               "model.max_steps", "model.conv_steps"})
+                               "model.max_steps", "model.conv_steps",
+                               "model.conv_fine_steps", "model.window_stats"})
 
 # MXNet's pip builds (no USE_INT64_TENSOR_SIZE) allocate at most 2^31 - 1 elements per tensor.
 MAX_TENSOR_ELEMENTS = 2**31 - 1
@@ -183,11 +184,16 @@ def sequence_model(cfg: RunConfig, num_outputs: int, vocab_size: int | None = No
         filters = head_units(m.conv_filters) if m.family == "lstm_fcn" else ()
         stride = stride_for(max_length or 0, m.max_steps)
         conv_stride = stride if m.conv_steps < 0 else stride_for(max_length or 0, m.conv_steps)
+        fine_stride = None if m.conv_fine_steps < 0 else stride_for(max_length or 0,
+                                                                   m.conv_fine_steps)
+        if fine_stride is not None and fine_stride >= conv_stride:
+            fine_stride = None  # a second branch only where it adds a finer scale
         steps = -(-max_length // stride) if max_length else None
         return SeriesModel(
             num_outputs, hidden_size=m.hidden_size, cell_type=m.cell,
             series_norm=series_norm, conv_filters=filters,
-            stride=stride, conv_stride=conv_stride, input_dropout=m.input_dropout,
+            stride=stride, conv_stride=conv_stride, window_stats=m.window_stats,
+            fine_stride=fine_stride, input_dropout=m.input_dropout,
             pooling=m.pooling, head_units=head_units(m.head_units),
             head_dropout=m.head_dropout, target=target,
             keep_level=m.series_norm == "level", **encoder_options(cfg, steps))

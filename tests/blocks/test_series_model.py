@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mxlstm.blocks.series_blocks import SeriesZNorm
-from mxlstm.blocks.series_model import SeriesModel, average_steps, stride_for
+from mxlstm.blocks.series_model import SeriesModel, average_steps, stride_for, window_steps
+from mxlstm.errors import ConfigError
 
 
 def _model(**kw):
@@ -25,6 +26,11 @@ def _model(**kw):
     {"series_norm": True, "keep_level": True, "conv_filters": (4,), "stride": 2},
     {"series_norm": True, "conv_filters": (4, 8, 4), "stride": 3, "conv_stride": 1},
     {"conv_filters": (4,), "stride": 4, "conv_stride": 2},
+    {"series_norm": True, "conv_filters": (4, 8), "stride": 3, "window_stats": "meanmaxmin"},
+    {"conv_filters": (4,), "stride": 4, "conv_stride": 2, "window_stats": "meanmaxmin"},
+    {"conv_filters": (4,), "stride": 3, "conv_stride": 1, "window_stats": "meanmaxmin"},
+    {"series_norm": True, "conv_filters": (4, 8), "stride": 4, "fine_stride": 1},
+    {"conv_filters": (4,), "stride": 4, "fine_stride": 2, "window_stats": "meanmaxmin"},
 ])
 def test_padding_never_changes_the_answer(options):
     model = _model(**options)
@@ -114,3 +120,75 @@ def test_conv_branch_reads_its_own_resolution(tmp_path):
     model.save_parameters(str(tmp_path / "w.params"))
     coarse.load_parameters(str(tmp_path / "w.params"))  # the same weights
     assert np.abs(coarse(x, lengths).asnumpy() - model(x, lengths).asnumpy()).max() > 1e-4
+
+
+def _window_reference(x: np.ndarray, n: int, stride: int) -> np.ndarray:
+    """numpy: mean (sum / stride), max and min of each window of one series' ``n`` valid
+    steps, ``(ceil(n / stride), 3C)``."""
+    rows = []
+    for start in range(0, n, stride):
+        seg = x[start:min(start + stride, n)]
+        rows.append(np.concatenate([seg.sum(0) / stride, seg.max(0), seg.min(0)]))
+    return np.array(rows, np.float32)
+
+
+def test_window_stats_against_numpy_with_negative_series_and_padding():
+    rng = np.random.RandomState(3)
+    x = (rng.normal(size=(3, 11, 2)) - 5.0).astype(np.float32)  # all < 0: 0 never a max
+    lengths = np.array([11, 7, 2], np.float32)
+    for k, n in enumerate(lengths.astype(int)):
+        x[k, n:] = 0.0
+    out, steps = window_steps(mx.nd, mx.nd.array(x), mx.nd.array(lengths), 3, "meanmaxmin")
+    out = out.asnumpy()
+    assert out.shape == (3, 4, 6) and steps.asnumpy().tolist() == [4.0, 3.0, 1.0]
+    for k, n in enumerate(lengths.astype(int)):
+        ref = _window_reference(x[k], n, 3)
+        np.testing.assert_allclose(out[k, :len(ref)], ref, rtol=1e-6)
+        assert not out[k, len(ref):].any()  # zero past the new length
+    same, _ = window_steps(mx.nd, mx.nd.array(x), mx.nd.array(lengths), 1, "meanmaxmin")
+    np.testing.assert_array_equal(same.asnumpy(), x)  # one step a window: the series
+    with pytest.raises(ConfigError, match="window_stats"):
+        SeriesModel(3, 4, window_stats="median")
+
+
+def test_window_stats_hybridized_equals_imperative_and_trains():
+    options = {"series_norm": True, "conv_filters": (4,), "stride": 3,
+               "window_stats": "meanmaxmin"}
+    hybrid = _model(**options)
+    mx.random.seed(0)
+    plain = SeriesModel(3, hidden_size=4, bidirectional=True, prefix=hybrid.prefix,
+                        params=hybrid.collect_params(), **options)
+    x = mx.nd.array(np.random.RandomState(4).normal(size=(3, 10, 2)))
+    lengths = mx.nd.array([10, 8, 4])
+    np.testing.assert_allclose(hybrid(x, lengths).asnumpy(), plain(x, lengths).asnumpy(),
+                               atol=1e-6)
+    with mx.autograd.record():
+        loss = hybrid(x, lengths).sum()
+    loss.backward()
+    weight = hybrid.encoder.collect_params()
+    grads = [p.grad().asnumpy() for name, p in weight.items() if "i2h_weight" in name]
+    assert grads and grads[0].shape[1] == 6  # 3C inputs, every one with a gradient
+    assert (np.abs(grads[0]).sum(axis=0) > 0).all()
+
+
+def test_fine_branch_adds_the_features_of_a_second_branch_at_its_resolution():
+    """fine_stride=1: the head reads [recurrent, coarse conv on windows of 3, fine conv on
+    every step], the fine branch with its own weights."""
+    from mxlstm.blocks.models import pool
+
+    model = _model(conv_filters=(4,), stride=3, fine_stride=1)
+    assert [s for _, s in model.conv_branches()] == [3, 1]
+    rng = np.random.RandomState(5)
+    x = mx.nd.array(rng.normal(size=(2, 9, 2)))
+    lengths = mx.nd.array([9, 5])
+    averaged, steps = average_steps(mx.nd, x, lengths, 3)
+    recurrent = pool(mx.nd, model.encoder(averaged, steps), steps, "last", True, 4)
+    features = mx.nd.concat(recurrent, model.conv(averaged, steps),
+                            model.conv_fine(x, lengths), dim=1)
+    np.testing.assert_allclose(model(x, lengths).asnumpy(), model.head(features).asnumpy(),
+                               atol=1e-6)
+    assert model.head[0].weight.shape[1] == 8 + 4 + 4
+    fine = set(model.conv_fine.collect_params()) - set(model.conv.collect_params())
+    assert fine == set(model.conv_fine.collect_params())  # weights of its own
+    assert "second convolutional branch" in model.streaming_refusal()
+    assert SeriesModel(3, 4, fine_stride=1).conv_fine is None  # no filters: no branch

@@ -212,7 +212,9 @@ def test_univariate_series_model_fixed_length_and_one_line_refusals(base, tmp_pa
     record = read_meta(prefix)["onnx"]
     assert record["other_stages"][:2] == ["per-series z-normalisation",
                                           "windows of 2 steps averaged"]
-    assert record["verification"]["max_abs_diff"] <= 1e-5
+    # the preset's model holds two convolutional branches (64-128-64 filters at windows of
+    # 2 and at every step) with batch norm folded into the ONNX weights: float32 rounding
+    assert record["verification"]["max_abs_diff"] <= 5e-5
     series = load_ts(embedded_path("uea/GunPoint_TEST.ts")).sequences[:5]
     items = [s[:n] for s, n in zip(series, (150, 90, 37, 150, 3))]
     mx_p, ort_p = Predictor(prefix), Predictor(prefix, backend="onnxruntime")

@@ -64,6 +64,12 @@ CASES = [
     {"series_norm": True, "conv_filters": (5, 4), "stride": 3, "conv_stride": 1,
      "bidirectional": True},  # the conv branch at every step, the encoder on windows
     {"conv_filters": (4,), "stride": 4, "conv_stride": 2, "pooling": "mean"},
+    {"series_norm": True, "conv_filters": (5, 4), "stride": 3, "window_stats": "meanmaxmin",
+     "bidirectional": True},  # both branches on window means, maxima and minima
+    {"conv_filters": (4,), "stride": 4, "conv_stride": 1, "window_stats": "meanmaxmin"},
+    {"series_norm": True, "conv_filters": (5, 4), "stride": 4, "fine_stride": 2,
+     "bidirectional": True},  # multi-scale: a second conv branch on windows of 2
+    {"conv_filters": (4,), "stride": 3, "fine_stride": 1, "target": (1.0, 3.0)},
 ]
 
 
@@ -88,7 +94,8 @@ def test_series_model_matches_mxlstm_with_garbage_in_the_padding(options):
                 assert np.abs(alone["logits"][0] - got["logits"][k]).max() <= TOL
 
 
-@pytest.mark.parametrize("options", [CASES[1], CASES[3]], ids=["znorm-stride3", "gru-max"])
+@pytest.mark.parametrize("options", [CASES[1], CASES[3], CASES[8], CASES[10]],
+                         ids=["znorm-stride3", "gru-max", "meanmaxmin", "fine"])
 def test_fixed_length_series_graph(options):
     model = _model(**options)
     fixed = model.variant(fixed_length=10)
@@ -139,3 +146,23 @@ def test_seed_ensemble_is_one_graph_of_its_members(classify):
                                 x * mx.nd.array(affine[0]) + mx.nd.array(affine[1]),
                                 lengths).log_softmax(axis=-1).asnumpy())], axis=0)
             assert np.abs(np.exp(reference) - mean).max() <= 1e-5
+
+
+def test_window_stats_graph_holds_max_pools_and_names_the_stage():
+    from mxlstm.deploy.onnx_series import stages
+
+    model = _model(**CASES[8])
+    ops = [n.op_type for n in build_onnx(model, "sequence_classification", False, _spec(),
+                                         ["logits"]).graph.node]
+    assert ops.count("AveragePool") == 1 and ops.count("MaxPool") == 2
+    assert "windows of 3 steps as mean, max and min" in stages(model)
+
+
+def test_fine_branch_graph_holds_two_conv_branches():
+    from mxlstm.deploy.onnx_series import stages
+
+    model = _model(**CASES[10])
+    ops = [n.op_type for n in build_onnx(model, "sequence_classification", False, _spec(),
+                                         ["logits"]).graph.node]
+    assert ops.count("Conv") == 4 and ops.count("AveragePool") == 2  # windows of 4 and 2
+    assert "a second convolutional branch reads windows of 2 steps averaged" in stages(model)

@@ -52,6 +52,9 @@ def _stir_batch_norms(model, seed=1):
     # the convolutional branch at its own resolution: every step, or finer windows
     {"series_norm": True, "conv_filters": (4, 6), "stride": 3, "conv_stride": 1},
     {"conv_filters": (4,), "stride": 4, "conv_stride": 2, "keep_level": False},
+    # windows as mean, max and min; a second (multi-scale) conv branch on every step
+    {"series_norm": True, "conv_filters": (4,), "stride": 3, "fine_stride": 1,
+     "window_stats": "meanmaxmin"},
 ])
 def test_outputs_from_trace_equal_the_fused_forward(cell, options):
     model = _model(cell, **options)
@@ -70,6 +73,8 @@ def test_outputs_from_trace_equal_the_fused_forward(cell, options):
         conv_stride = options.get("conv_stride", stride)
         assert tr.side["conv_input"].shape[1] == -(-11 // conv_stride)
         np.testing.assert_array_equal(tr.side["conv_valid_length"], -(-lengths // conv_stride))
+    if "fine_stride" in options:
+        assert tr.side["conv_fine_input"].shape[1] == 11 and tr.inputs.shape[2] == 3
     layers = options.get("num_layers", 1)
     assert tr.keys == ["l0", "r0", "l1", "r1"][:2 * layers]
     for parts in tr.parts.values():  # masked past each averaged sequence's end

@@ -51,8 +51,10 @@ def test_inspect_a_series_model_run(name, runs, tmp_path, capsys):
     tr = Trace("lstm", arrays["valid_length"], parts,
                np.concatenate([parts["l0"]["h"], parts["r0"]["h"]], axis=2),
                inputs=arrays["input"], stride=stride,
-               side={name: arrays[f"side/{name}"] for name in ("conv_input",
-                                                               "conv_valid_length")})
+               side={k[len("side/"):]: arrays[k] for k in arrays.files  # each conv branch
+                     if k.startswith("side/")})
+    # the preset's second conv branch: GunPoint (150 steps) only, JapaneseVowels is short
+    assert ("side/conv_fine_input" in arrays.files) == (name == "gunpoint")
     expected = ex.model(mx.nd.array(x), mx.nd.array(lengths)).asnumpy()
     np.testing.assert_allclose(model_outputs(ex.model, tr), expected, atol=1e-5, rtol=0)
     summary = json.loads((out / "summary.json").read_text())
