@@ -152,7 +152,7 @@ class SeriesModel(HybridBlock):
             "num_outputs": num_outputs, "hidden_size": hidden_size, "cell_type": cell_type,
             "series_norm": series_norm, "conv_filters": tuple(conv_filters),
             "stride": stride, "conv_stride": conv_stride, "window_stats": window_stats,
-            "fine_stride": fine_stride,            "target": target,
+            "fine_stride": fine_stride, "target": target,
             "keep_level": keep_level,
             "input_dropout": input_dropout, "pooling": pooling,
             "head_units": tuple(head_units), "head_dropout": head_dropout,

@@ -118,3 +118,19 @@ class BatchAugmentingBatchify:
         images = augment_batch(self.transforms, images, self.seed, epochs.pop(),
                                [index for _, index in tags])
         return self.inner([(images[k], *s[1:-1]) for k, s in enumerate(samples)])
+
+
+def unaugmented(loader: Any) -> tuple[Any, Callable]:
+    """``(dataset, batchify_fn)`` behind a training ``loader`` without augmentation: the
+    wrapped samples, and the padding batchify (for calibration data at export)."""
+    from mxlstm.data.augment import AugmentedDataset
+
+    dataset, batchify = loader._dataset, loader._batchify_fn
+    if isinstance(dataset, TaggedView):
+        dataset = dataset._augmented
+    while isinstance(dataset, AugmentedDataset):
+        dataset = dataset._dataset
+    if isinstance(batchify, BatchAugmentingBatchify):
+        batchify = batchify.inner
+    return dataset, batchify
+

@@ -12,18 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mxlstm.data.augment_batch import unaugmented
+
 SAMPLES = 256
 BATCH = 32
-
-
-def _training_samples(prepared):
-    """The training split behind ``prepared.train_loader`` (augmentation unwrapped)."""
-    from mxlstm.data.augment import AugmentedDataset
-
-    dataset = prepared.train_loader._dataset
-    while isinstance(dataset, AugmentedDataset):
-        dataset = dataset._dataset
-    return dataset
 
 
 def calibration_indices(size: int, count: int = SAMPLES) -> np.ndarray:
@@ -35,8 +27,7 @@ def calibration_batches(prepared, meta: dict, count: int = SAMPLES, batch: int =
                         ) -> list[dict[str, np.ndarray]]:
     """Graph inputs ``{data (N, T, C), valid_length (N,)}`` of training samples (module
     doc); a fixed-length export gets only the samples of its length (maybe none)."""
-    dataset = _training_samples(prepared)
-    pad = prepared.train_loader._batchify_fn
+    dataset, pad = unaugmented(prepared.train_loader)
     samples = [dataset[int(i)] for i in calibration_indices(len(dataset), count)]
     fixed = meta["input"].get("fixed_length")
     if fixed:  # a fixed-length graph reads exactly its T steps

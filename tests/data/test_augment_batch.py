@@ -24,6 +24,7 @@ from mxlstm.data.augment_batch import (
     augment_batch,
     batch_transforms,
     shift_images,
+    unaugmented,
 )
 from mxlstm.data.batching import make_loader, pad_batchify
 
@@ -134,3 +135,12 @@ def test_batches_are_the_same_with_worker_processes_and_change_with_the_epoch():
     assert not np.array_equal(alone[0], alone[3])  # epoch 1 draws other transforms
     raw = np.stack([s[0] for s in _samples([(8, 8)] * 20)])
     assert not any(np.array_equal(alone[0], raw[k:k + 8]) for k in range(13))
+
+
+def test_the_samples_behind_a_training_loader_come_back_unaugmented():
+    raw, pad = _samples([(8, 8)] * 6), pad_batchify()
+    for transform in (Compose([PixelShift(1)]), Jitter(0.1)):  # batch mode, sample mode
+        data = AugmentedDataset(raw, transform, seed=0)
+        view, batchify = data.for_loader(pad)
+        loader = make_loader(view, 4, True, 0, batchify_fn=batchify)
+        assert unaugmented(loader) == (raw, pad)
