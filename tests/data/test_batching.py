@@ -153,8 +153,23 @@ def test_make_loader_bad_options(kwargs):
         make_loader(_index_dataset(4), **args)
 
 
+def test_batches_of_one_shape_equal_gluonnlps_and_skip_shared_memory():
+    rng = np.random.default_rng(0)
+    for dtype, label_dtype in ((np.float32, "int32"), (np.float64, "float32")):
+        samples = [(rng.random((4, 3)).astype(dtype), k % 3, np.float32(1 + k % 4))
+                   for k in range(6)]
+        pad = pad_batchify(label_dtype=label_dtype)
+        fast, padded = pad(samples), pad._with_length(samples)  # the gluonnlp path
+        for a, b in zip(fast, padded):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.context == mx.cpu()
+            assert np.array_equal(a.asnumpy(), b.asnumpy())
+    with pytest.raises(DataError, match=r"sample 1 of the batch: length 5.0 outside 1..4"):
+        pad([samples[0], (samples[1][0], 0, np.float32(5))])
+
+
 def test_to_context_moves_batches_off_cpu_shared():
-    batch = pad_batchify()([(np.ones((2, 3), np.float32), 1, 2)] * 2)
+    batch = pad_batchify()([(np.ones((2, 3), np.float32), 1, 2),
+                            (np.ones((1, 3), np.float32), 1, 1)])  # padded: shared memory
     assert all(a.context == mx.Context("cpu_shared", 0) for a in batch)
     moved = to_context([batch, {"k": batch[0]}, "tag"], mx.cpu())
     assert isinstance(moved[0], tuple) and moved[2] == "tag"
