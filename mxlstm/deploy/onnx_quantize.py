@@ -51,12 +51,13 @@ def quantize(fp32: Path, int8: Path, calibration: list[dict[str, np.ndarray]] | 
              ) -> dict[str, int]:
     """Write the int8 model of ``fp32`` to ``int8``; returns ``{op type: count}`` of the
     quantized graph's ops that run on int8 weights. ``calibration``: input batches for the
-    static quantization of convolutions (graphs with ``Conv`` nodes; see the module doc)."""
+    static quantization of convolutions (give them only for graphs with ``Conv`` nodes,
+    :func:`has_conv`; see the module doc)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source = fp32
-    if calibration and has_conv(fp32):  # first: the LSTM pass leaves attributes a later one rejects
+    if calibration:  # first: the LSTM pass leaves attributes that a later one rejects
         source = int8.with_name(int8.name + ".conv.tmp")
         _quantize_conv(fp32, source, calibration)
     try:
