@@ -1,7 +1,8 @@
 """In-process interleaved A/B of the recurrent layer alone: mxlstm kernel vs MXNet's RNN op.
 
-``python -m mxlstm.bench.kernel_ab CONFIG [REPEATS]`` (CONFIG: a name from
-:mod:`mxlstm.bench.configs`). Both layers (same shapes, TNC, hybridized with
+``python -m mxlstm.bench.kernel_ab CONFIG [REPEATS [GEMM_A GEMM_B]]`` (CONFIG: a name from
+:mod:`mxlstm.bench.configs`; with GEMM_A GEMM_B, e.g. ``blas auto``, the kernel with
+``MXLSTM_KERNEL_GEMM=GEMM_A`` is timed against the kernel with ``GEMM_B`` instead). Both layers (same shapes, TNC, hybridized with
 ``static_alloc``) live in one process; each repeat times two steps of each back to back and
 records ``time(MXNet op) / time(kernel)``; prints the median (min, max) per mode. Meant
 for a shared machine: one process, one thread if ``OMP_NUM_THREADS=1``, ratios only.
@@ -35,9 +36,15 @@ def main(argv: list[str]) -> None:
     cfg = get_config(argv[0])
     repeats = int(argv[1]) if len(argv) > 1 else 9
     x = mx.nd.random.normal(shape=(cfg.seq_len, cfg.batch_size, cfg.input_size))
+    variants = {"kernel": ("1", "auto"), "mxnet": ("0", "auto")}
+    label = "MXNet RNN op time / kernel time"
+    if len(argv) > 3:
+        variants = {"kernel": ("1", argv[3]), "mxnet": ("1", argv[2])}
+        label = f"kernel gemm={argv[2]} time / gemm={argv[3]} time"
     nets = {}
-    for which in ("kernel", "mxnet"):  # the operator is fixed when the graph is built
-        os.environ["MXLSTM_KERNEL"] = "1" if which == "kernel" else "0"
+    for which, (kernel, gemm) in variants.items():  # fixed when the graph is built
+        os.environ["MXLSTM_KERNEL"] = kernel
+        os.environ["MXLSTM_KERNEL_GEMM"] = gemm
         net = mxlstm.LSTM(cfg.hidden_size, cfg.num_layers, layout="TNC",
                           input_size=cfg.input_size, fused=True)
         net.initialize(mx.init.Uniform(0.1))
@@ -56,7 +63,7 @@ def main(argv: list[str]) -> None:
                 _step(net, x, train)
                 took[which] = time.perf_counter() - start
             ratios.append(took["mxnet"] / took["kernel"])
-        print(f"{cfg.name} {'train' if train else 'infer'}: MXNet RNN op time / kernel time "
+        print(f"{cfg.name} {'train' if train else 'infer'}: {label} "
               f"median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, "
               f"max {max(ratios):.2f}, n={repeats})", flush=True)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import mxnet as mx
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("ops.cc", "recurrent.h", "cells.h")
+SOURCES = ("ops.cc", "recurrent.h", "cells.h", "gemm.h")
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC", "-shared", "-std=c++17")
 LIB_NAME = "libmxlstm_kernels.so"
 

@@ -8,6 +8,8 @@ outputs past a sequence's end are 0 and the final states are those of its last v
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from mxlstm import kernels
@@ -45,6 +47,17 @@ def mx_gpus() -> int:
         return 0
 
 
+GEMM_CHOICES = ("auto", "blas", "packed")
+
+
+def gemm_choice() -> str:
+    """The kernel's ``gemm`` attribute, from ``MXLSTM_KERNEL_GEMM`` (read when a graph is
+    built): ``auto`` (default: packed AVX2 products where they measured faster), ``blas``
+    or ``packed`` (every product one way; for benchmarks and tests)."""
+    choice = os.environ.get("MXLSTM_KERNEL_GEMM", "auto")
+    return choice if choice in GEMM_CHOICES else "auto"
+
+
 def run(layer, F, x, valid_length, states, params):
     """``x (T, N, C)`` -> ``(out (T, N, D*H), final states, each (L*D, N, H))``."""
     cell = layer._table.cells[0]
@@ -73,7 +86,7 @@ def run(layer, F, x, valid_length, states, params):
         extra = [valid_length] if valid_length is not None else []
         outs = op(layer_in, *weights, *layer_states[index], *extra, mode=cell.mode,
                   state_size=hidden, bidirectional=int(per_layer == 2),
-                  use_lengths=int(valid_length is not None))
+                  use_lengths=int(valid_length is not None), gemm=gemm_choice())
         layer_in = outs[0]
         for k in range(num_states):
             finals[k].append(outs[1 + k])

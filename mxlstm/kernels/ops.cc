@@ -6,8 +6,11 @@
 //          [lengths (N,) float when use_lengths].
 // Outputs: out (T, N, D*H); hN (D, N, H); [cN (D, N, H)]; reserve (D, T, N, K*H).
 // Backward receives (output gradients, inputs, outputs) and writes the input gradients.
-// The BLAS sgemm is resolved at load time from MXLSTM_KERNEL_BLAS (a shared library path)
-// and MXLSTM_KERNEL_BLAS_SYMBOL (cblas_sgemm, or cblas_sgemm64_ for an ILP64 build).
+// Attribute gemm (auto | blas | packed): which matrix products run on the packed AVX2/FMA
+// kernel of gemm.h (where it is built): auto = every per-step product and the one-off ones
+// with at most 32 output columns; blas = none; packed = all. The BLAS sgemm is resolved at
+// load time from MXLSTM_KERNEL_BLAS (a shared library path) and MXLSTM_KERNEL_BLAS_SYMBOL
+// (cblas_sgemm, or cblas_sgemm64_ for an ILP64 build).
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -30,6 +33,7 @@ const int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
 struct Op {
   int mode = mxlstm::kLSTM, H = 0, D = 1;
+  int packed_max_n = -1;  // see mxlstm::Shape
   bool lengths = false;
   int states() const { return mode == mxlstm::kLSTM ? 2 : 1; }
   int num_in() const { return 1 + 4 * D + states() + (lengths ? 1 : 0); }
@@ -50,6 +54,12 @@ bool parse(const Attrs& attrs, Op* op) {
   op->H = std::atoi(get("state_size", "0").c_str());
   op->D = get("bidirectional", "0") == "1" || get("bidirectional", "0") == "True" ? 2 : 1;
   op->lengths = get("use_lengths", "0") == "1" || get("use_lengths", "0") == "True";
+  const std::string gemm = get("gemm", "auto");
+  const bool built = mxlstm::packed_gemm_built();
+  if (gemm == "auto") op->packed_max_n = built ? 32 : -1;
+  else if (gemm == "packed") op->packed_max_n = built ? 1 << 30 : -1;
+  else if (gemm == "blas") op->packed_max_n = -1;
+  else return false;
   return op->H > 0;
 }
 }  // namespace
@@ -75,7 +85,7 @@ namespace {
 MXReturnValue parseAttrs(const Attrs& attrs, int* num_in, int* num_out) {
   Op op;
   if (!parse(attrs, &op)) {
-    MX_ERROR_MSG << "mxlstm_rnn: bad attributes (mode, state_size)";
+    MX_ERROR_MSG << "mxlstm_rnn: bad attributes (mode, state_size, gemm)";
     return MX_FAIL;
   }
   *num_in = op.num_in();
@@ -142,6 +152,7 @@ mxlstm::Shape shape_of(const Op& op, const MXTensor& x) {
   s.mode = op.mode;
   s.G = mxlstm::gates_of(op.mode);
   s.K = mxlstm::reserve_of(op.mode);
+  s.packed_max_n = op.packed_max_n;
   return s;
 }
 
@@ -166,7 +177,11 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in,
   std::vector<int> len = lengths_of(op, s, in, hi + op.states());
   float* cN = op.mode == mxlstm::kLSTM ? ptr(out->at(2)) : nullptr;
   float* reserve = ptr(out->at(1 + op.states()));
-  const long ws_floats = 2L * s.N * s.H + static_cast<long>(s.N) * s.gh();
+  const long ws_floats = mxlstm::forward_ws_floats(s);
+  if (ws_floats * sizeof(float) > 0x7fffffffL) {
+    MX_ERROR_MSG << "mxlstm_rnn: forward workspace over 2 GiB; use a smaller batch";
+    return MX_FAIL;
+  }
   float* ws = static_cast<float*>(res.alloc_cpu(static_cast<int>(ws_floats * sizeof(float))));
   for (int d = 0; d < s.D; ++d) {
     mxlstm::DirParams p{ptr(in->at(1 + 4 * d)), ptr(in->at(2 + 4 * d)),

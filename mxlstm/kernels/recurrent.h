@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cells.h"
+#include "gemm.h"
 
 namespace mxlstm {
 
@@ -22,8 +23,19 @@ void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, i
 
 struct Shape {
   int T, N, C, H, D, mode, G, K;  // K: reserve floats per row in units of H
+  // Which products run on the packed kernel (gemm.h): -1 none (all BLAS); else every
+  // per-step product, and the one-off products (B used once) whose B has at most this many
+  // columns or at most 64 rows (k): there it measured faster than the BLAS (narrow or
+  // shallow B; the BLAS's own packing and zeroing pass dominate), elsewhere slower.
+  int packed_max_n;
   int gh() const { return G * H; }
   long rows() const { return static_cast<long>(T) * N; }
+  bool step_packed() const { return packed_max_n >= 0; }
+  bool once_packed(int k, int n) const {
+    return step_packed() && (n <= packed_max_n || k <= 64);
+  }
+  long step_pack(int k, int n) const { return step_packed() ? packed_floats(k, n) : 0; }
+  long once_pack(int k, int n) const { return once_packed(k, n) ? packed_floats(k, n) : 0; }
 };
 
 struct DirParams {
@@ -35,7 +47,28 @@ inline int time_of(int s, int len, bool forward) { return forward ? s : len - 1 
 // Rows in parallel once a step has enough work to pay for waking the threads.
 #define MXLSTM_ROWS_PARALLEL _Pragma("omp parallel for schedule(static) if (work > 16384)")
 
-// Forward of direction d. ws: 2 N H + N G H floats.
+// C (m x n, stride ldc) = A B (+ C when `accumulate`). B is given as (k x n) row-major with
+// stride ldb, or as B' (n x k) when `b_rows_are_columns`. With `packed` the product runs on
+// the packed kernel, packing B into `space` (pack_floats(k, n)) first unless `prepacked`.
+inline void matmul(int m, int n, int k, Left a, const float* b, bool b_rows_are_columns,
+                   long ldb, float* c, long ldc, bool accumulate, bool packed, float* space,
+                   bool prepacked = false) {
+  if (m == 0 || n == 0) return;
+  if (packed) {
+    if (!prepacked) pack_b(b, k, n, b_rows_are_columns, space, ldb);
+    packed_gemm(m, n, k, a, space, c, ldc, accumulate);
+    return;
+  }
+  sgemm(a.t, b_rows_are_columns, m, n, k, 1.0f, a.p, static_cast<int>(a.ld), b,
+        static_cast<int>(ldb), accumulate ? 1.0f : 0.0f, c, static_cast<int>(ldc));
+}
+
+inline long forward_ws_floats(const Shape& s) {
+  return 2L * s.N * s.H + static_cast<long>(s.N) * s.gh() +
+         std::max(s.step_pack(s.H, s.gh()), s.once_pack(s.C, s.gh()));
+}
+
+// Forward of direction d. ws: forward_ws_floats(s).
 inline void forward_dir(const Shape& s, int d, const float* x, const DirParams& p,
                         const float* h0, const float* c0, const std::vector<int>& len,
                         float* out, float* hN, float* cN, float* reserve, float* ws) {
@@ -46,12 +79,16 @@ inline void forward_dir(const Shape& s, int d, const float* x, const DirParams& 
   float* h = ws;
   float* c = ws + N * H;
   float* acc = ws + 2 * N * H;
+  float* space = acc + static_cast<long>(N) * GH;
   // one input projection for all steps, written into the reserve rows
-  sgemm(false, true, s.T * N, GH, s.C, 1.0f, x, s.C, p.wx, s.C, 0.0f, R, RH);
+  matmul(s.T * N, GH, s.C, Left{x, s.C, false}, p.wx, true, s.C, R, RH, false,
+         s.once_packed(s.C, GH), space);
+  if (s.step_packed()) pack_b(p.wh, H, GH, true, space);  // for every step
   std::memcpy(h, h0 + static_cast<long>(d) * N * H, sizeof(float) * N * H);
   if (s.mode == kLSTM) std::memcpy(c, c0 + static_cast<long>(d) * N * H, sizeof(float) * N * H);
   for (int step = 0; step < s.T; ++step) {
-    sgemm(false, true, N, GH, H, 1.0f, h, H, p.wh, H, 0.0f, acc, GH);
+    matmul(N, GH, H, Left{h, H, false}, p.wh, true, H, acc, GH, false, s.step_packed(),
+           space, true);
     MXLSTM_ROWS_PARALLEL
     for (int n = 0; n < N; ++n) {
       if (step >= len[n]) continue;
@@ -113,8 +150,11 @@ inline void column_sums(const float* a, long rows, int cols, float* out) {
 
 inline long backward_ws_floats(const Shape& s) {
   const long tn = s.rows();
+  const int rows = static_cast<int>(tn);
   return tn * s.gh() * (s.mode == kGRU ? 2 : 1) + tn * s.H * (s.mode == kLSTM ? 2 : 1) +
-         static_cast<long>(s.N) * s.gh() + 4L * s.N * s.H;
+         static_cast<long>(s.N) * s.gh() + 4L * s.N * s.H +
+         std::max({s.step_pack(s.gh(), s.H), s.once_pack(rows, s.H), s.once_pack(rows, s.C),
+                   s.once_pack(s.gh(), s.C)});
 }
 
 // Backward of direction d. dout/dhN/dcN may be null (zero gradient); so may any output
@@ -138,6 +178,8 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
   float* dc = dh + nh;
   float* dtmp = dc + nh;
   float* gin = dtmp + nh;
+  float* space = gin + nh;
+  if (s.step_packed()) pack_b(p.wh, GH, H, false, space);  // for every step
   previous_steps(s, fwd, out + d * H, DH, h0 + d * nh, len, hp);
   if (lstm) previous_steps(s, fwd, R + 4 * H, RH, c0 + d * nh, len, cp);
   if (dhN) std::memcpy(dh, dhN + d * nh, sizeof(float) * nh);
@@ -175,7 +217,8 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
       }
       if (has_len) std::memcpy(dG + row * GH, rg, sizeof(float) * GH);
     }
-    sgemm(false, false, N, H, GH, 1.0f, rows_g, GH, p.wh, H, 0.0f, dtmp, H);
+    matmul(N, H, GH, Left{rows_g, GH, false}, p.wh, false, H, dtmp, H, false,
+           s.step_packed(), space, true);
     MXLSTM_ROWS_PARALLEL
     for (int n = 0; n < N; ++n) {
       if (step >= len[n]) continue;
@@ -201,11 +244,17 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
   if (dh0) std::memcpy(dh0 + d * nh, dh, sizeof(float) * nh);
   if (dc0 && lstm) std::memcpy(dc0 + d * nh, dc, sizeof(float) * nh);
   // one weight-gradient product per weight over all steps
-  if (g.dwh) sgemm(true, false, GH, H, static_cast<int>(tn), 1.0f, dG, GH, hp, H, 0.0f, g.dwh, H);
-  if (g.dwx) sgemm(true, false, GH, s.C, static_cast<int>(tn), 1.0f, dA, GH, x, s.C, 0.0f,
-                   g.dwx, s.C);
-  if (dx) sgemm(false, false, static_cast<int>(tn), s.C, GH, 1.0f, dA, GH, p.wx, s.C,
-                accumulate_dx ? 1.0f : 0.0f, dx, s.C);
+  const int rows = static_cast<int>(tn);
+  if (g.dwh)
+    matmul(GH, H, rows, Left{dG, GH, true}, hp, false, H, g.dwh, H, false,
+           s.once_packed(rows, H),
+           space);
+  if (g.dwx)
+    matmul(GH, s.C, rows, Left{dA, GH, true}, x, false, s.C, g.dwx, s.C, false,
+           s.once_packed(rows, s.C), space);
+  if (dx)
+    matmul(rows, s.C, GH, Left{dA, GH, false}, p.wx, false, s.C, dx, s.C, accumulate_dx,
+           s.once_packed(GH, s.C), space);
   if (g.dbx) column_sums(dA, tn, GH, g.dbx);
   if (g.dbh) column_sums(dG, tn, GH, g.dbh);
 }

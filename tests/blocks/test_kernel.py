@@ -62,12 +62,19 @@ SHAPES = [  # kind, H, layers, bidirectional, N, T, C
     ("lstm", 13, 1, False, 1, 1, 3), ("lstm", 9, 2, True, 3, 7, 5),
     ("lstm", 16, 2, False, 5, 4, 16), ("gru", 13, 1, True, 1, 6, 2),
     ("gru", 7, 2, False, 4, 1, 3), ("rnn", 11, 2, True, 2, 5, 4),
+    # several 6-row blocks and a partial 16-column panel of the packed step product;
+    # large enough for its OpenMP loop
+    ("lstm", 50, 1, True, 40, 3, 7), ("gru", 21, 1, False, 13, 4, 5),
 ]
 
 
 @needs_kernel
+@pytest.mark.parametrize("gemm", ["auto", "blas", "packed"])
 @pytest.mark.parametrize("kind,hidden,layers,bi,n,t,c", SHAPES)
-def test_kernel_equals_mxnet_fused_operator(operator, kind, hidden, layers, bi, n, t, c):
+def test_kernel_equals_mxnet_fused_operator(operator, monkeypatch, kind, hidden, layers, bi, n,
+                                            t, c, gemm):
+    """Every product route (packed AVX2 kernel where it is chosen, all BLAS, all packed)."""
+    monkeypatch.setenv("MXLSTM_KERNEL_GEMM", gemm)
     rng = np.random.RandomState(hidden * 7 + t)
     x = mx.nd.array(rng.normal(size=(n, t, c)))
     layer = make(kind, hidden, layers, bi, x, return_states=True)
