@@ -2,9 +2,10 @@
 
 ``python -m mxlstm.bench.kernel_ab CONFIG [REPEATS [GEMM_A GEMM_B]]`` (CONFIG: a name from
 :mod:`mxlstm.bench.configs`; with GEMM_A GEMM_B, e.g. ``blas auto``, the kernel with
-``MXLSTM_KERNEL_GEMM=GEMM_A`` is timed against the kernel with ``GEMM_B`` instead). Both layers (same shapes, TNC, hybridized with
-``static_alloc``) live in one process; each repeat times two steps of each back to back and
-records ``time(MXNet op) / time(kernel)``; prints the median (min, max) per mode. Meant
+``MXLSTM_KERNEL_GEMM=GEMM_A`` is timed against the kernel with ``GEMM_B`` instead). Both
+layers (same shapes, TNC, hybridized with ``static_alloc``) live in one process; each
+repeat times two steps of each back to back and records ``time(MXNet op) / time(kernel)``;
+prints the median (min, max) per mode. Meant
 for a shared machine: one process, one thread if ``OMP_NUM_THREADS=1``, ratios only.
 """
 
