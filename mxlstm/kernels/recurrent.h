@@ -139,12 +139,19 @@ struct DirGrads {
   float *dwx, *dwh, *dbx, *dbh;
 };
 
+// out (cols) = sums over the rows of a (rows x cols); column blocks of 64 on OpenMP threads.
 inline void column_sums(const float* a, long rows, int cols, float* out) {
-  std::fill(out, out + cols, 0.0f);
-  for (long r = 0; r < rows; ++r) {
-    const float* row = a + r * cols;
+  const int blocks = (cols + 63) / 64;
+#pragma omp parallel for schedule(static) if (rows * cols > 262144L)
+  for (int b = 0; b < blocks; ++b) {
+    const int j0 = b * 64, j1 = std::min(cols, j0 + 64);
+    float* o = out + j0;
+    std::fill(o, o + (j1 - j0), 0.0f);
+    for (long r = 0; r < rows; ++r) {
+      const float* row = a + r * cols + j0;
 #pragma omp simd
-    for (int j = 0; j < cols; ++j) out[j] += row[j];
+      for (int j = 0; j < j1 - j0; ++j) o[j] += row[j];
+    }
   }
 }
 
@@ -256,7 +263,8 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
     matmul(rows, s.C, GH, Left{dA, GH, false}, p.wx, false, s.C, dx, s.C, accumulate_dx,
            s.once_packed(GH, s.C), space);
   if (g.dbx) column_sums(dA, tn, GH, g.dbx);
-  if (g.dbh) column_sums(dG, tn, GH, g.dbh);
+  if (g.dbh && g.dbx && dG == dA) std::memcpy(g.dbh, g.dbx, sizeof(float) * GH);  // LSTM, RNN
+  else if (g.dbh) column_sums(dG, tn, GH, g.dbh);
 }
 
 }  // namespace mxlstm

@@ -90,6 +90,25 @@ def test_kernel_equals_mxnet_fused_operator(operator, monkeypatch, kind, hidden,
     np.testing.assert_allclose(got[3], want[3], atol=1e-4 * max(np.abs(want[3]).max(), 1))
 
 
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_saturated_gates_equal_mxnet_and_stay_finite(operator, kind):
+    """Pre-activations of +-100s (the kernel's own exp clamps its argument): the same
+    outputs, states and gradients as MXNet's operator, nothing infinite or NaN."""
+    rng = np.random.RandomState(5)
+    x = mx.nd.array(rng.normal(scale=40.0, size=(3, 6, 5)))
+    layer = make(kind, 12, 1, True, x, return_states=True)
+    operator("mxnet")
+    want = run(layer, x)
+    operator("kernel")
+    got = run(layer, x)
+    assert np.isfinite(got[0]).all() and all(np.isfinite(g).all() for g in got[2].values())
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert_grads_close(got[2], want[2])
+
+
 def reference_loss(kind, params, x, lengths, hidden, bidirectional):
     """float64 loss of the numpy reference: sum of squared outputs + 0.3 sum of final states,
     each sequence run alone (unpadded)."""
