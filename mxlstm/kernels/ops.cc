@@ -4,7 +4,10 @@
 // use_lengths (0/1).
 // Inputs:  x (T, N, C); per direction Wx, Wh, bx, bh; h0 (D, N, H); [c0 (D, N, H) for lstm];
 //          [lengths (N,) float when use_lengths].
-// Outputs: out (T, N, D*H); hN (D, N, H); [cN (D, N, H)]; reserve (D, T, N, K*H).
+// Outputs: out (T, N, D*H); hN (D, N, H); [cN (D, N, H)].
+// A stateful operator: what backward needs, the reserve (D, T, N, K*H), stays in the op's
+// state between forward and backward (MXNet shares one state between the two nodes), not
+// an output -- so MXNet neither allocates it per call nor zero-fills a gradient for it.
 // Backward receives (output gradients, inputs, outputs) and writes the input gradients.
 // Attribute gemm (auto | blas | packed): which matrix products run on the packed AVX2/FMA
 // kernel of gemm.h (where it is built): auto = every per-step product and the one-off ones
@@ -14,7 +17,9 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "mxnet/lib_api.h"
 #include "recurrent.h"
@@ -37,7 +42,7 @@ struct Op {
   bool lengths = false;
   int states() const { return mode == mxlstm::kLSTM ? 2 : 1; }
   int num_in() const { return 1 + 4 * D + states() + (lengths ? 1 : 0); }
-  int num_out() const { return 2 + states(); }
+  int num_out() const { return 1 + states(); }
 };
 
 bool parse(const Attrs& attrs, Op* op) {
@@ -138,7 +143,6 @@ MXReturnValue inferShape(const Attrs& attrs, std::vector<std::vector<unsigned in
   if (!ok) return MX_FAIL;
   out->at(0) = {T, N, D * H};
   for (int k = 0; k < op.states(); ++k) out->at(1 + k) = {D, N, H};
-  out->at(1 + op.states()) = {D, T, N, mxlstm::reserve_of(op.mode) * H};
   return MX_SUCCESS;
 }
 
@@ -167,72 +171,141 @@ std::vector<int> lengths_of(const Op& op, const mxlstm::Shape& s, std::vector<MX
 
 float* ptr(MXTensor& t) { return t.data_ptr ? t.data<float>() : nullptr; }
 
-MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in,
-                      std::vector<MXTensor>* out, const OpResource& res) {
-  Op op;
-  parse(attrs, &op);
-  const mxlstm::Shape s = shape_of(op, in->at(0));
-  const size_t hi = 1 + 4 * op.D;
-  const float* c0 = op.mode == mxlstm::kLSTM ? ptr(in->at(hi + 1)) : nullptr;
-  std::vector<int> len = lengths_of(op, s, in, hi + op.states());
-  float* cN = op.mode == mxlstm::kLSTM ? ptr(out->at(2)) : nullptr;
-  float* reserve = ptr(out->at(1 + op.states()));
-  const long ws_floats = mxlstm::forward_ws_floats(s);
-  if (ws_floats * sizeof(float) > 0x7fffffffL) {
-    MX_ERROR_MSG << "mxlstm_rnn: forward workspace over 2 GiB; use a smaller batch";
-    return MX_FAIL;
+float* workspace(const OpResource& res, long floats, const char* pass) {
+  if (floats * static_cast<long>(sizeof(float)) > 0x7fffffffL) {
+    MX_ERROR_MSG << "mxlstm_rnn: " << pass << " workspace over 2 GiB; use a smaller batch or T";
+    return nullptr;
   }
-  float* ws = static_cast<float*>(res.alloc_cpu(static_cast<int>(ws_floats * sizeof(float))));
-  for (int d = 0; d < s.D; ++d) {
-    mxlstm::DirParams p{ptr(in->at(1 + 4 * d)), ptr(in->at(2 + 4 * d)),
-                        ptr(in->at(3 + 4 * d)), ptr(in->at(4 + 4 * d))};
-    mxlstm::forward_dir(s, d, ptr(in->at(0)), p, ptr(in->at(hi)), c0, len, ptr(out->at(0)),
-                        ptr(out->at(1)), cN, reserve, ws);
-  }
-  return MX_SUCCESS;
+  return static_cast<float*>(res.alloc_cpu(static_cast<int>(floats * sizeof(float))));
 }
 
-MXReturnValue backward(const Attrs& attrs, std::vector<MXTensor>* in,
-                       std::vector<MXTensor>* out, const OpResource& res) {
+// Reserve buffers outlive the states that use them: MXNet creates a new state for every
+// call of a graph that is not static_shape, and a fresh multi-MB buffer each time would cost
+// page faults on every step. A state takes a buffer from this pool and returns it when
+// MXNet destroys the state (after backward, or after an inference call).
+class BufferPool {
+ public:
+  std::vector<float> take(size_t floats) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t best = free_.size();
+    for (size_t i = 0; i < free_.size(); ++i) {  // the smallest that fits
+      if (free_[i].capacity() >= floats &&
+          (best == free_.size() || free_[i].capacity() < free_[best].capacity()))
+        best = i;
+    }
+    std::vector<float> buffer;
+    if (best < free_.size()) {
+      buffer.swap(free_[best]);
+      free_.erase(free_.begin() + static_cast<long>(best));
+    }
+    buffer.resize(floats);
+    return buffer;
+  }
+
+  void give(std::vector<float>* buffer) {
+    if (buffer->capacity() == 0) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.emplace_back();
+    free_.back().swap(*buffer);
+    if (free_.size() > kKeep) free_.erase(free_.begin());  // the oldest goes
+  }
+
+ private:
+  static constexpr size_t kKeep = 8;
+  std::mutex mutex_;
+  std::vector<std::vector<float>> free_;
+};
+
+BufferPool& reserve_pool() {
+  static BufferPool* pool = new BufferPool();  // never destroyed: states may outlive exit
+  return *pool;
+}
+
+class RnnState : public CustomStatefulOp {
+ public:
+  explicit RnnState(const Op& op) : op_(op) {}
+  ~RnnState() override { reserve_pool().give(&reserve_); }
+
+  MXReturnValue Forward(std::vector<MXTensor>* in, std::vector<MXTensor>* out,
+                        const OpResource& res) override {
+    const Op& op = op_;
+    const mxlstm::Shape s = shape_of(op, in->at(0));
+    const size_t hi = 1 + 4 * op.D;
+    const float* c0 = op.mode == mxlstm::kLSTM ? ptr(in->at(hi + 1)) : nullptr;
+    std::vector<int> len = lengths_of(op, s, in, hi + op.states());
+    float* cN = op.mode == mxlstm::kLSTM ? ptr(out->at(2)) : nullptr;
+    const size_t floats = static_cast<size_t>(s.D) * s.rows() * s.K * s.H;
+    if (reserve_.capacity() < floats) {
+      reserve_pool().give(&reserve_);
+      reserve_ = reserve_pool().take(floats);
+    }
+    reserve_.resize(floats);
+    float* ws = workspace(res, mxlstm::forward_ws_floats(s), "forward");
+    if (!ws) return MX_FAIL;
+    for (int d = 0; d < s.D; ++d) {
+      mxlstm::DirParams p{ptr(in->at(1 + 4 * d)), ptr(in->at(2 + 4 * d)),
+                          ptr(in->at(3 + 4 * d)), ptr(in->at(4 + 4 * d))};
+      mxlstm::forward_dir(s, d, ptr(in->at(0)), p, ptr(in->at(hi)), c0, len, ptr(out->at(0)),
+                          ptr(out->at(1)), cN, reserve_.data(), ws);
+    }
+    return MX_SUCCESS;
+  }
+
+  MXReturnValue Backward(std::vector<MXTensor>* in, std::vector<MXTensor>* out,
+                         const OpResource& res) override {
+    const Op& op = op_;
+    const size_t no = op.num_out(), ni = op.num_in();  // in = [ograds, inputs, outputs]
+    std::vector<MXTensor>& v = *in;
+    const mxlstm::Shape s = shape_of(op, v[no]);
+    if (reserve_.size() != static_cast<size_t>(s.D) * s.rows() * s.K * s.H) {
+      MX_ERROR_MSG << "mxlstm_rnn: backward without a matching forward";
+      return MX_FAIL;
+    }
+    const bool lstm = op.mode == mxlstm::kLSTM;
+    const size_t hi = 1 + 4 * op.D;
+    std::vector<int> len = lengths_of(op, s, in, no + hi + op.states());
+    const float* dcN = lstm ? ptr(v[2]) : nullptr;
+    const float* c0 = lstm ? ptr(v[no + hi + 1]) : nullptr;
+    const float* outs = ptr(v[no + ni]);
+    float* dx = ptr(out->at(0));
+    float* ws = workspace(res, mxlstm::backward_ws_floats(s), "backward");
+    if (!ws) return MX_FAIL;
+    for (int d = 0; d < s.D; ++d) {
+      mxlstm::DirParams p{ptr(v[no + 1 + 4 * d]), ptr(v[no + 2 + 4 * d]),
+                          ptr(v[no + 3 + 4 * d]), ptr(v[no + 4 + 4 * d])};
+      mxlstm::DirGrads g{ptr(out->at(1 + 4 * d)), ptr(out->at(2 + 4 * d)),
+                         ptr(out->at(3 + 4 * d)), ptr(out->at(4 + 4 * d))};
+      mxlstm::backward_dir(s, d, ptr(v[no]), p, ptr(v[no + hi]), c0, len, op.lengths, outs,
+                           reserve_.data(), ptr(v[0]), ptr(v[1]), dcN, dx, d > 0, g,
+                           ptr(out->at(hi)), lstm ? ptr(out->at(hi + 1)) : nullptr, ws);
+    }
+    if (op.lengths) {
+      float* dl = ptr(out->at(hi + op.states()));
+      if (dl) std::memset(dl, 0, sizeof(float) * s.N);
+    }
+    return MX_SUCCESS;
+  }
+
+ private:
+  Op op_;
+  std::vector<float> reserve_;  // (D, T, N, K*H): gates and cells of the last forward
+};
+
+MXReturnValue createOpState(const Attrs& attrs, const MXContext& ctx,
+                            const std::vector<std::vector<unsigned int>>& in_shapes,
+                            const std::vector<int> in_types, CustomStatefulOp** state) {
   Op op;
-  parse(attrs, &op);
-  const size_t no = op.num_out(), ni = op.num_in();  // in = [ograds, inputs, outputs]
-  std::vector<MXTensor>& v = *in;
-  const mxlstm::Shape s = shape_of(op, v[no]);
-  const bool lstm = op.mode == mxlstm::kLSTM;
-  const size_t hi = 1 + 4 * op.D;
-  std::vector<int> len = lengths_of(op, s, in, no + hi + op.states());
-  const float* dcN = lstm ? ptr(v[2]) : nullptr;
-  const float* c0 = lstm ? ptr(v[no + hi + 1]) : nullptr;
-  const float* outs = ptr(v[no + ni]);
-  const float* reserve = ptr(v[no + ni + 1 + op.states()]);
-  float* dx = ptr(out->at(0));
-  const long ws_floats = mxlstm::backward_ws_floats(s);
-  if (ws_floats * sizeof(float) > 0x7fffffffL) {
-    MX_ERROR_MSG << "mxlstm_rnn: backward workspace over 2 GiB; use a smaller batch or T";
+  if (!parse(attrs, &op)) {
+    MX_ERROR_MSG << "mxlstm_rnn: bad attributes (mode, state_size, gemm)";
     return MX_FAIL;
   }
-  float* ws = static_cast<float*>(res.alloc_cpu(static_cast<int>(ws_floats * sizeof(float))));
-  for (int d = 0; d < s.D; ++d) {
-    mxlstm::DirParams p{ptr(v[no + 1 + 4 * d]), ptr(v[no + 2 + 4 * d]),
-                        ptr(v[no + 3 + 4 * d]), ptr(v[no + 4 + 4 * d])};
-    mxlstm::DirGrads g{ptr(out->at(1 + 4 * d)), ptr(out->at(2 + 4 * d)),
-                       ptr(out->at(3 + 4 * d)), ptr(out->at(4 + 4 * d))};
-    mxlstm::backward_dir(s, d, ptr(v[no]), p, ptr(v[no + hi]), c0, len, op.lengths, outs,
-                         reserve, ptr(v[0]), ptr(v[1]), dcN, dx, d > 0, g,
-                         ptr(out->at(hi)), lstm ? ptr(out->at(hi + 1)) : nullptr, ws);
-  }
-  if (op.lengths) {
-    float* dl = ptr(out->at(hi + op.states()));
-    if (dl) std::memset(dl, 0, sizeof(float) * s.N);
-  }
+  *state = CustomStatefulOp::create<RnnState>(op);
   return MX_SUCCESS;
 }
 }  // namespace
 
 REGISTER_OP(mxlstm_rnn)
-.setForward(forward, "cpu")
-.setBackward(backward, "cpu")
+.setCreateOpState(createOpState, "cpu")
 .setParseAttrs(parseAttrs)
 .setInferType(inferType)
 .setInferShape(inferShape);
