@@ -275,7 +275,7 @@ class RnnState : public CustomStatefulOp {
                           ptr(v[no + 3 + 4 * d]), ptr(v[no + 4 + 4 * d])};
       mxlstm::DirGrads g{ptr(out->at(1 + 4 * d)), ptr(out->at(2 + 4 * d)),
                          ptr(out->at(3 + 4 * d)), ptr(out->at(4 + 4 * d))};
-      mxlstm::backward_dir(s, d, ptr(v[no]), p, ptr(v[no + hi]), c0, len, op.lengths, outs,
+      mxlstm::backward_dir(s, d, ptr(v[no]), p, ptr(v[no + hi]), c0, len, outs,
                            reserve_.data(), ptr(v[0]), ptr(v[1]), dcN, dx, d > 0, g,
                            ptr(out->at(hi)), lstm ? ptr(out->at(hi + 1)) : nullptr, ws);
     }

@@ -114,39 +114,18 @@ inline void forward_dir(const Shape& s, int d, const float* x, const DirParams& 
   if (s.mode == kLSTM) std::memcpy(cN + static_cast<long>(d) * N * H, c, sizeof(float) * N * H);
 }
 
-// prev[t, n] = src[t -/+ 1, n] (the previous step of row n), init[n] at its first step,
-// 0 on padding. src rows have stride `ld`.
-inline void previous_steps(const Shape& s, bool fwd, const float* src, long ld,
-                           const float* init, const std::vector<int>& len, float* prev) {
-  const int N = s.N, H = s.H;
-  for (int t = 0; t < s.T; ++t) {
-    for (int n = 0; n < N; ++n) {
-      float* dst = prev + (static_cast<long>(t) * N + n) * H;
-      const int L = len[n];
-      if (t >= L) {
-        std::memset(dst, 0, sizeof(float) * H);
-      } else if (fwd ? t == 0 : t == L - 1) {
-        std::memcpy(dst, init + static_cast<long>(n) * H, sizeof(float) * H);
-      } else {
-        const long pt = fwd ? t - 1 : t + 1;
-        std::memcpy(dst, src + (pt * N + n) * ld, sizeof(float) * H);
-      }
-    }
-  }
-}
-
 struct DirGrads {
   float *dwx, *dwh, *dbx, *dbh;
 };
 
-// out (cols) = sums over the rows of a (rows x cols); column blocks of 64 on OpenMP threads.
-inline void column_sums(const float* a, long rows, int cols, float* out) {
+// out (cols) (+)= sums over the rows of a (rows x cols); column blocks of 64 on threads.
+inline void column_sums(const float* a, long rows, int cols, float* out, bool accumulate) {
   const int blocks = (cols + 63) / 64;
 #pragma omp parallel for schedule(static) if (rows * cols > 262144L)
   for (int b = 0; b < blocks; ++b) {
     const int j0 = b * 64, j1 = std::min(cols, j0 + 64);
     float* o = out + j0;
-    std::fill(o, o + (j1 - j0), 0.0f);
+    if (!accumulate) std::fill(o, o + (j1 - j0), 0.0f);
     for (long r = 0; r < rows; ++r) {
       const float* row = a + r * cols + j0;
 #pragma omp simd
@@ -155,116 +134,153 @@ inline void column_sums(const float* a, long rows, int cols, float* out) {
   }
 }
 
+// Backward runs the steps in chunks of `chunk_steps` (about 1024 rows): the gradients of a
+// chunk's pre-activations are kept only until the chunk's weight-gradient products
+// (dWh, dWx, dx, biases) have used them, so the workspace does not grow with T.
+inline int chunk_steps(const Shape& s) {
+  return std::max(1, std::min(s.T, 1024 / std::max(s.N, 1)));
+}
+
 inline long backward_ws_floats(const Shape& s) {
-  const long tn = s.rows();
-  const int rows = static_cast<int>(tn);
-  return tn * s.gh() * (s.mode == kGRU ? 2 : 1) + tn * s.H * (s.mode == kLSTM ? 2 : 1) +
-         static_cast<long>(s.N) * s.gh() + 4L * s.N * s.H +
-         std::max({s.step_pack(s.gh(), s.H), s.once_pack(rows, s.H), s.once_pack(rows, s.C),
+  const long rows = static_cast<long>(chunk_steps(s)) * s.N;
+  const int r = static_cast<int>(rows);
+  return rows * s.gh() * (s.mode == kGRU ? 2 : 1) + rows * (s.H + 2L * s.C) + 4L * s.N * s.H +
+         std::max({s.step_pack(s.gh(), s.H), s.once_pack(r, s.H), s.once_pack(r, s.C),
                    s.once_pack(s.gh(), s.C)});
 }
 
 // Backward of direction d. dout/dhN/dcN may be null (zero gradient); so may any output
 // gradient (not requested). dx is accumulated when `accumulate_dx`.
+// Chunk buffers are indexed by (step - first step of the chunk, n), so one step's rows are
+// contiguous with or without lengths; x, h' and dx rows are gathered / scattered by time.
 inline void backward_dir(const Shape& s, int d, const float* x, const DirParams& p,
                          const float* h0, const float* c0, const std::vector<int>& len,
-                         bool has_len, const float* out, const float* reserve,
-                         const float* dout, const float* dhN, const float* dcN,
-                         float* dx, bool accumulate_dx, const DirGrads& g, float* dh0,
-                         float* dc0, float* ws) {
-  const int N = s.N, H = s.H, GH = s.gh(), RH = s.K * H, DH = s.D * H, T = s.T;
+                         const float* out, const float* reserve, const float* dout,
+                         const float* dhN, const float* dcN, float* dx, bool accumulate_dx,
+                         const DirGrads& g, float* dh0, float* dc0, float* ws) {
+  const int N = s.N, H = s.H, GH = s.gh(), RH = s.K * H, DH = s.D * H, T = s.T, C = s.C;
   const bool fwd = d == 0, lstm = s.mode == kLSTM, gru = s.mode == kGRU;
   const long tn = s.rows(), nh = static_cast<long>(N) * H, work = static_cast<long>(N) * GH;
+  const int S = chunk_steps(s);
+  const long crows = static_cast<long>(S) * N;
   const float* R = reserve + static_cast<long>(d) * tn * RH;
-  float* dA = ws;                                  // (T, N, GH) input-side gradients
-  float* dG = gru ? dA + tn * GH : dA;             // recurrent-side gradients
-  float* hp = (gru ? dG : dA) + tn * GH;           // (T, N, H) previous h
-  float* cp = lstm ? hp + tn * H : nullptr;        // (T, N, H) previous c
-  float* dsteps = (lstm ? cp : hp) + tn * H;       // (N, GH) one step's dG rows
-  float* dh = dsteps + N * GH;
+  const float* hinit = h0 + d * nh;
+  const float* cinit = lstm ? c0 + d * nh : nullptr;
+  float* dA = ws;                                  // (S, N, GH) input-side gradients
+  float* dG = gru ? dA + crows * GH : dA;          // recurrent-side gradients
+  float* hp = (gru ? dG : dA) + crows * GH;        // (S, N, H) previous h, gathered
+  float* xg = hp + crows * H;                      // (S, N, C) x, gathered
+  float* dxg = xg + crows * C;                     // (S, N, C) dx of the chunk
+  float* dh = dxg + crows * C;
   float* dc = dh + nh;
   float* dtmp = dc + nh;
   float* gin = dtmp + nh;
   float* space = gin + nh;
-  if (s.step_packed()) pack_b(p.wh, GH, H, false, space);  // for every step
-  previous_steps(s, fwd, out + d * H, DH, h0 + d * nh, len, hp);
-  if (lstm) previous_steps(s, fwd, R + 4 * H, RH, c0 + d * nh, len, cp);
+  // time row of (step, n), or -1 on padding
+  auto row_of = [&](int step, int n) -> long {
+    return step < len[n] ? static_cast<long>(time_of(step, len[n], fwd)) * N + n : -1L;
+  };
   if (dhN) std::memcpy(dh, dhN + d * nh, sizeof(float) * nh);
   else std::memset(dh, 0, sizeof(float) * nh);
   if (dcN) std::memcpy(dc, dcN + d * nh, sizeof(float) * nh);
   else std::memset(dc, 0, sizeof(float) * nh);
-  for (int step = T - 1; step >= 0; --step) {
-    // without lengths the step's rows are one contiguous block of dG
-    const int block_t = fwd ? step : T - 1 - step;
-    float* rows_g = has_len ? dsteps : dG + static_cast<long>(block_t) * N * GH;
-    MXLSTM_ROWS_PARALLEL
-    for (int n = 0; n < N; ++n) {
-      float* rg = rows_g + static_cast<long>(n) * GH;
-      if (step >= len[n]) {
-        std::memset(rg, 0, sizeof(float) * GH);
-        continue;
-      }
-      const long row = static_cast<long>(time_of(step, len[n], fwd)) * N + n;
-      const float* keep = R + row * RH;
-      float* gi = gin + static_cast<long>(n) * H;
-      const float* dhn = dh + static_cast<long>(n) * H;
-      if (dout) {
-        const float* dor = dout + row * DH + d * H;
-#pragma omp simd
-        for (int j = 0; j < H; ++j) gi[j] = dhn[j] + dor[j];
-      } else {
-        std::memcpy(gi, dhn, sizeof(float) * H);
-      }
-      if (lstm) {
-        lstm_bwd(H, keep, cp + row * H, gi, dc + static_cast<long>(n) * H, rg);
-      } else if (gru) {
-        gru_bwd(H, keep, hp + row * H, gi, dA + row * GH, rg, dh + static_cast<long>(n) * H);
-      } else {
-        rnn_bwd(H, s.mode == kRNNRelu, keep, gi, rg);
-      }
-      if (has_len) std::memcpy(dG + row * GH, rg, sizeof(float) * GH);
-    }
-    matmul(N, H, GH, Left{rows_g, GH, false}, p.wh, false, H, dtmp, H, false,
-           s.step_packed(), space, true);
-    MXLSTM_ROWS_PARALLEL
-    for (int n = 0; n < N; ++n) {
-      if (step >= len[n]) continue;
-      float* dhn = dh + static_cast<long>(n) * H;
-      const float* t = dtmp + static_cast<long>(n) * H;
-      if (gru) {
-#pragma omp simd
-        for (int j = 0; j < H; ++j) dhn[j] += t[j];
-      } else {
-        std::memcpy(dhn, t, sizeof(float) * H);
-      }
-    }
+  if (dx && !accumulate_dx) {  // padding rows of dx get no chunk row
+    for (int n = 0; n < N; ++n)
+      for (int t = len[n]; t < T; ++t)
+        std::memset(dx + (static_cast<long>(t) * N + n) * C, 0, sizeof(float) * C);
   }
-  if (has_len) {  // padding rows of the gradient buffers were never written
-    for (int n = 0; n < N; ++n) {
-      for (int t = len[n]; t < T; ++t) {
-        const long row = static_cast<long>(t) * N + n;
-        std::memset(dG + row * GH, 0, sizeof(float) * GH);
-        if (gru) std::memset(dA + row * GH, 0, sizeof(float) * GH);
+  bool first_chunk = true;
+  for (int s1 = T; s1 > 0; s1 -= S) {
+    const int s0 = std::max(0, s1 - S);
+    if (s.step_packed()) pack_b(p.wh, GH, H, false, space);  // space is shared below
+    for (int step = s1 - 1; step >= s0; --step) {
+      float* rows_g = dG + static_cast<long>(step - s0) * N * GH;
+      float* rows_a = dA + static_cast<long>(step - s0) * N * GH;
+      MXLSTM_ROWS_PARALLEL
+      for (int n = 0; n < N; ++n) {
+        const long crow = static_cast<long>(step - s0) * N + n;
+        float* rg = rows_g + static_cast<long>(n) * GH;
+        const long row = row_of(step, n);
+        if (row < 0) {
+          std::memset(rg, 0, sizeof(float) * GH);
+          if (gru) std::memset(rows_a + static_cast<long>(n) * GH, 0, sizeof(float) * GH);
+          std::memset(hp + crow * H, 0, sizeof(float) * H);
+          std::memset(xg + crow * C, 0, sizeof(float) * C);
+          continue;
+        }
+        const long prev = step > 0 ? row_of(step - 1, n) : -1L;
+        const float* hprev = prev >= 0 ? out + prev * DH + d * H : hinit + n * H;
+        std::memcpy(hp + crow * H, hprev, sizeof(float) * H);
+        std::memcpy(xg + crow * C, x + row * C, sizeof(float) * C);
+        const float* keep = R + row * RH;
+        float* gi = gin + static_cast<long>(n) * H;
+        const float* dhn = dh + static_cast<long>(n) * H;
+        if (dout) {
+          const float* dor = dout + row * DH + d * H;
+#pragma omp simd
+          for (int j = 0; j < H; ++j) gi[j] = dhn[j] + dor[j];
+        } else {
+          std::memcpy(gi, dhn, sizeof(float) * H);
+        }
+        if (lstm) {
+          const float* cprev = prev >= 0 ? R + prev * RH + 4 * H : cinit + n * H;
+          lstm_bwd(H, keep, cprev, gi, dc + static_cast<long>(n) * H, rg);
+        } else if (gru) {
+          gru_bwd(H, keep, hprev, gi, rows_a + static_cast<long>(n) * GH, rg,
+                  dh + static_cast<long>(n) * H);
+        } else {
+          rnn_bwd(H, s.mode == kRNNRelu, keep, gi, rg);
+        }
+      }
+      matmul(N, H, GH, Left{rows_g, GH, false}, p.wh, false, H, dtmp, H, false,
+             s.step_packed(), space, true);
+      MXLSTM_ROWS_PARALLEL
+      for (int n = 0; n < N; ++n) {
+        if (step >= len[n]) continue;
+        float* dhn = dh + static_cast<long>(n) * H;
+        const float* t = dtmp + static_cast<long>(n) * H;
+        if (gru) {
+#pragma omp simd
+          for (int j = 0; j < H; ++j) dhn[j] += t[j];
+        } else {
+          std::memcpy(dhn, t, sizeof(float) * H);
+        }
       }
     }
+    // the chunk's weight-gradient products, accumulated over chunks
+    const int rows = (s1 - s0) * N;
+    const bool acc = !first_chunk;
+    if (g.dwh)
+      matmul(GH, H, rows, Left{dG, GH, true}, hp, false, H, g.dwh, H, acc,
+             s.once_packed(rows, H), space);
+    if (g.dwx)
+      matmul(GH, C, rows, Left{dA, GH, true}, xg, false, C, g.dwx, C, acc,
+             s.once_packed(rows, C), space);
+    if (dx) {
+      matmul(rows, C, GH, Left{dA, GH, false}, p.wx, false, C, dxg, C, false,
+             s.once_packed(GH, C), space);
+      for (int step = s0; step < s1; ++step) {
+        for (int n = 0; n < N; ++n) {
+          const long row = row_of(step, n);
+          if (row < 0) continue;
+          float* dst = dx + row * C;
+          const float* src = dxg + (static_cast<long>(step - s0) * N + n) * C;
+          if (accumulate_dx) {
+#pragma omp simd
+            for (int j = 0; j < C; ++j) dst[j] += src[j];
+          } else {
+            std::memcpy(dst, src, sizeof(float) * C);
+          }
+        }
+      }
+    }
+    if (g.dbx) column_sums(dA, rows, GH, g.dbx, acc);
+    if (g.dbh && g.dbx && dG == dA) std::memcpy(g.dbh, g.dbx, sizeof(float) * GH);  // LSTM, RNN
+    else if (g.dbh) column_sums(dG, rows, GH, g.dbh, acc);
+    first_chunk = false;
   }
   if (dh0) std::memcpy(dh0 + d * nh, dh, sizeof(float) * nh);
   if (dc0 && lstm) std::memcpy(dc0 + d * nh, dc, sizeof(float) * nh);
-  // one weight-gradient product per weight over all steps
-  const int rows = static_cast<int>(tn);
-  if (g.dwh)
-    matmul(GH, H, rows, Left{dG, GH, true}, hp, false, H, g.dwh, H, false,
-           s.once_packed(rows, H),
-           space);
-  if (g.dwx)
-    matmul(GH, s.C, rows, Left{dA, GH, true}, x, false, s.C, g.dwx, s.C, false,
-           s.once_packed(rows, s.C), space);
-  if (dx)
-    matmul(rows, s.C, GH, Left{dA, GH, false}, p.wx, false, s.C, dx, s.C, accumulate_dx,
-           s.once_packed(GH, s.C), space);
-  if (g.dbx) column_sums(dA, tn, GH, g.dbx);
-  if (g.dbh && g.dbx && dG == dA) std::memcpy(g.dbh, g.dbx, sizeof(float) * GH);  // LSTM, RNN
-  else if (g.dbh) column_sums(dG, tn, GH, g.dbh);
 }
 
 }  // namespace mxlstm

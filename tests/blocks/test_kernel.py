@@ -65,6 +65,8 @@ SHAPES = [  # kind, H, layers, bidirectional, N, T, C
     # several 6-row blocks and a partial 16-column panel of the packed step product;
     # large enough for its OpenMP loop
     ("lstm", 50, 1, True, 40, 3, 7), ("gru", 21, 1, False, 13, 4, 5),
+    # backward in several chunks of steps (a chunk holds about 1024 rows)
+    ("lstm", 8, 1, True, 150, 9, 3), ("gru", 6, 2, True, 130, 10, 2),
 ]
 
 
@@ -182,6 +184,35 @@ def test_lengths_exact_outputs_and_final_states_as_alone(operator, kind):
         assert not out.asnumpy()[n, length:].any()
         for got, want in zip(states, want_states):
             np.testing.assert_allclose(got.asnumpy()[:, n], want, atol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_padded_batch_in_chunks_equals_each_sequence_alone(operator, kind):
+    """A batch with lengths whose backward runs in several chunks of steps: outputs, final
+    states, parameter and input gradients equal the sums over each sequence run alone
+    (unpadded, one chunk)."""
+    operator("kernel")
+    rng = np.random.RandomState(3)
+    n, t = 110, 10  # 110 rows: chunks of 9 steps, so 2 chunks
+    lengths = rng.randint(1, t + 1, size=n)
+    lengths[:2] = (t, 1)
+    x = mx.nd.array(rng.normal(size=(n, t, 3)))
+    layer = make(kind, 5, 1, True, x[:1], return_states=True)
+    out, states, grads, dx = run(layer, x, mx.nd.array(lengths))
+    want_grads = {k: np.zeros_like(v) for k, v in grads.items()}
+    for i, length in enumerate(lengths):
+        one = x[i:i + 1, :length]
+        o, st, gr, d = run(layer, one)
+        np.testing.assert_allclose(out[i, :length], o[0], atol=1e-5)
+        assert not out[i, length:].any()
+        for got, want in zip(states, st):
+            np.testing.assert_allclose(got[:, i], want[:, 0], atol=1e-5)
+        np.testing.assert_allclose(dx[i, :length], d[0], atol=1e-5)
+        assert not dx[i, length:].any()
+        for k in grads:
+            want_grads[k] += gr[k]
+    assert_grads_close(grads, want_grads)
 
 
 @needs_kernel
