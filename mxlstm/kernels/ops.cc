@@ -11,7 +11,8 @@
 // Backward receives (output gradients, inputs, outputs) and writes the input gradients.
 // Attribute gemm (auto | blas | packed): which matrix products run on the packed AVX2/FMA
 // kernel of gemm.h (where it is built): auto = every per-step product and the one-off ones
-// with at most 32 output columns; blas = none; packed = all. The BLAS sgemm is resolved at
+// with at most 32 output columns or a depth of at most 64 (see mxlstm::Shape); blas = none;
+// packed = all. The BLAS sgemm is resolved at
 // load time from MXLSTM_KERNEL_BLAS (a shared library path) and MXLSTM_KERNEL_BLAS_SYMBOL
 // (cblas_sgemm, or cblas_sgemm64_ for an ILP64 build).
 #include <dlfcn.h>

@@ -49,7 +49,7 @@ inline int time_of(int s, int len, bool forward) { return forward ? s : len - 1 
 
 // C (m x n, stride ldc) = A B (+ C when `accumulate`). B is given as (k x n) row-major with
 // stride ldb, or as B' (n x k) when `b_rows_are_columns`. With `packed` the product runs on
-// the packed kernel, packing B into `space` (pack_floats(k, n)) first unless `prepacked`.
+// the packed kernel, packing B into `space` (packed_floats(k, n)) first unless `prepacked`.
 inline void matmul(int m, int n, int k, Left a, const float* b, bool b_rows_are_columns,
                    long ldb, float* c, long ldc, bool accumulate, bool packed, float* space,
                    bool prepacked = false) {
