@@ -7,7 +7,8 @@
 // Each function handles one row of H units; the caller runs rows in parallel. In the
 // forward functions `proj` and `keep` may be the same memory (each unit j is read, then
 // written), so they are not restrict-qualified.
-// `proj` is the row's input projection x Wx' (without bias), `rec` its h Wh' (without bias).
+// `proj` is the row's input projection x Wx' (without bias), `rec` its h Wh' (without bias);
+// LSTM and RNN also take proj = null with `rec` = x Wx' + h Wh' (one product per step).
 #pragma once
 
 #include <cmath>
@@ -59,8 +60,13 @@ inline void lstm_fwd(int H, const float* proj, const float* __restrict rec,
   float* gg = keep + 2 * H;
   float* og = keep + 3 * H;
   float* cn = keep + 4 * H;
+  if (proj) {
 #pragma omp simd
-  for (int j = 0; j < 4 * H; ++j) keep[j] = proj[j] + rec[j] + bx[j] + bh[j];
+    for (int j = 0; j < 4 * H; ++j) keep[j] = proj[j] + rec[j] + bx[j] + bh[j];
+  } else {
+#pragma omp simd
+    for (int j = 0; j < 4 * H; ++j) keep[j] = rec[j] + bx[j] + bh[j];
+  }
 #pragma omp simd
   for (int j = 0; j < H; ++j) {
     ig[j] = sigm(ig[j]);
@@ -153,7 +159,7 @@ inline void rnn_fwd(int H, bool relu, const float* proj, const float* __restrict
                     float* __restrict h, float* keep, float* __restrict out) {
 #pragma omp simd
   for (int j = 0; j < H; ++j) {
-    float a = proj[j] + rec[j] + bx[j] + bh[j];
+    float a = (proj ? proj[j] : 0.0f) + rec[j] + bx[j] + bh[j];
     float v = relu ? (a > 0.0f ? a : 0.0f) : tanh_inline(a);
     keep[j] = v;
     h[j] = v;

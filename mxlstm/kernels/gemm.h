@@ -75,6 +75,24 @@ inline void pack_b(const float* b, int k, int n, bool b_rows_are_columns, float*
   }
 }
 
+// Pack B = [B1; B2] ((k1 + k2) x n) given as B1' (n x k1) and B2' (n x k2), row-major:
+// e.g. [Wx Wh] (GH x (C + H)) for the step product [x_t h] [Wx Wh]'.
+inline void pack_b_stacked(const float* b1, int k1, const float* b2, int k2, int n,
+                           float* packed) {
+  const int k = k1 + k2, panels = panels_of(n);
+  for (int p = 0; p < panels; ++p) {
+    float* dst = packed + static_cast<long>(p) * k * kPanel;
+    const int j0 = p * kPanel, width = std::min(kPanel, n - j0);
+    for (int jj = 0; jj < kPanel; ++jj) {
+      const float* r1 = jj < width ? b1 + static_cast<long>(j0 + jj) * k1 : nullptr;
+      const float* r2 = jj < width ? b2 + static_cast<long>(j0 + jj) * k2 : nullptr;
+      for (int kk = 0; kk < k; ++kk)
+        dst[static_cast<long>(kk) * kPanel + jj] =
+            !r1 ? 0.0f : (kk < k1 ? r1[kk] : r2[kk - k1]);
+    }
+  }
+}
+
 #ifdef MXLSTM_PACKED_GEMM
 // C[0..MR) x [0..width) (+)= A[0..MR) x panel over k steps.
 // Every loop over r is unrolled so that the accumulators stay in registers.

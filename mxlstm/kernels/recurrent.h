@@ -35,6 +35,12 @@ struct Shape {
     return step_packed() && (n <= packed_max_n || k <= 64);
   }
   long step_pack(int k, int n) const { return step_packed() ? packed_floats(k, n) : 0; }
+  // LSTM and RNN forward on the packed kernel with a shallow input (C <= 64): the input
+  // projection joins the per-step product ([x_t h] [Wx Wh]'), so it is never written out
+  // and read back (a projection of depth C is mostly that traffic). A wide input keeps one
+  // projection for all steps (an efficient BLAS product; joined, every step would stream
+  // twice the weights). GRU's candidate gate needs x Wxn and h Whn apart: always apart.
+  bool joint_step() const { return step_packed() && mode != kGRU && C <= 64; }
   long once_pack(int k, int n) const { return once_packed(k, n) ? packed_floats(k, n) : 0; }
 };
 
@@ -64,43 +70,66 @@ inline void matmul(int m, int n, int k, Left a, const float* b, bool b_rows_are_
 }
 
 inline long forward_ws_floats(const Shape& s) {
-  return 2L * s.N * s.H + static_cast<long>(s.N) * s.gh() +
-         std::max(s.step_pack(s.H, s.gh()), s.once_pack(s.C, s.gh()));
+  const long nh = static_cast<long>(s.N) * s.H, acc = static_cast<long>(s.N) * s.gh();
+  if (s.joint_step())
+    return nh + static_cast<long>(s.N) * (s.C + s.H) + acc + packed_floats(s.C + s.H, s.gh());
+  return 2 * nh + acc + std::max(s.step_pack(s.H, s.gh()), s.once_pack(s.C, s.gh()));
 }
 
 // Forward of direction d. ws: forward_ws_floats(s).
 inline void forward_dir(const Shape& s, int d, const float* x, const DirParams& p,
                         const float* h0, const float* c0, const std::vector<int>& len,
                         float* out, float* hN, float* cN, float* reserve, float* ws) {
-  const int N = s.N, H = s.H, GH = s.gh(), RH = s.K * H, DH = s.D * H;
-  const bool fwd = d == 0;
+  const int N = s.N, H = s.H, GH = s.gh(), RH = s.K * H, DH = s.D * H, C = s.C;
+  const bool fwd = d == 0, joint = s.joint_step();
   const long work = static_cast<long>(N) * GH;
   float* R = reserve + static_cast<long>(d) * s.rows() * RH;
-  float* h = ws;
-  float* c = ws + N * H;
-  float* acc = ws + 2 * N * H;
+  // h rows: alone (N, H), or beside x_t in the joint step's left matrix (N, C + H)
+  const int K = joint ? C + H : H, lh = K;
+  float* c = ws;
+  float* left = c + static_cast<long>(N) * H;
+  float* h = left + (joint ? C : 0);
+  float* acc = left + static_cast<long>(N) * K;
   float* space = acc + static_cast<long>(N) * GH;
-  // one input projection for all steps, written into the reserve rows
-  matmul(s.T * N, GH, s.C, Left{x, s.C, false}, p.wx, true, s.C, R, RH, false,
-         s.once_packed(s.C, GH), space);
-  if (s.step_packed()) pack_b(p.wh, H, GH, true, space);  // for every step
-  std::memcpy(h, h0 + static_cast<long>(d) * N * H, sizeof(float) * N * H);
+  if (joint) {
+    pack_b_stacked(p.wx, C, p.wh, H, GH, space);
+  } else {  // one input projection for all steps, written into the reserve rows
+    matmul(s.T * N, GH, C, Left{x, C, false}, p.wx, true, C, R, RH, false,
+           s.once_packed(C, GH), space);
+    if (s.step_packed()) pack_b(p.wh, H, GH, true, space);  // for every step
+  }
+  for (int n = 0; n < N; ++n) {
+    std::memcpy(h + static_cast<long>(n) * lh, h0 + (static_cast<long>(d) * N + n) * H,
+                sizeof(float) * H);
+  }
   if (s.mode == kLSTM) std::memcpy(c, c0 + static_cast<long>(d) * N * H, sizeof(float) * N * H);
   for (int step = 0; step < s.T; ++step) {
-    matmul(N, GH, H, Left{h, H, false}, p.wh, true, H, acc, GH, false, s.step_packed(),
+    if (joint) {  // x_t of each row (its own time in the reverse direction) beside its h
+      for (int n = 0; n < N; ++n) {
+        float* dst = left + static_cast<long>(n) * K;
+        if (step < len[n])
+          std::memcpy(dst, x + (static_cast<long>(time_of(step, len[n], fwd)) * N + n) * C,
+                      sizeof(float) * C);
+        else
+          std::memset(dst, 0, sizeof(float) * C);
+      }
+    }
+    matmul(N, GH, K, Left{left, K, false}, p.wh, true, H, acc, GH, false, s.step_packed(),
            space, true);
     MXLSTM_ROWS_PARALLEL
     for (int n = 0; n < N; ++n) {
       if (step >= len[n]) continue;
       const long row = static_cast<long>(time_of(step, len[n], fwd)) * N + n;
       float* keep = R + row * RH;
+      const float* proj = joint ? nullptr : keep;
       float* o = out + row * DH + d * H;
+      float* hn = h + static_cast<long>(n) * lh;
       if (s.mode == kLSTM)
-        lstm_fwd(H, keep, acc + n * GH, p.bx, p.bh, h + n * H, c + n * H, keep, o);
+        lstm_fwd(H, proj, acc + n * GH, p.bx, p.bh, hn, c + n * H, keep, o);
       else if (s.mode == kGRU)
-        gru_fwd(H, keep, acc + n * GH, p.bx, p.bh, h + n * H, keep, o);
+        gru_fwd(H, proj, acc + n * GH, p.bx, p.bh, hn, keep, o);
       else
-        rnn_fwd(H, s.mode == kRNNRelu, keep, acc + n * GH, p.bx, p.bh, h + n * H, keep, o);
+        rnn_fwd(H, s.mode == kRNNRelu, proj, acc + n * GH, p.bx, p.bh, hn, keep, o);
     }
   }
   for (int n = 0; n < N; ++n) {  // padding: zero outputs and reserve rows
@@ -109,8 +138,9 @@ inline void forward_dir(const Shape& s, int d, const float* x, const DirParams& 
       std::memset(out + row * DH + d * H, 0, sizeof(float) * H);
       std::memset(R + row * RH, 0, sizeof(float) * RH);
     }
+    std::memcpy(hN + (static_cast<long>(d) * N + n) * H, h + static_cast<long>(n) * lh,
+                sizeof(float) * H);
   }
-  std::memcpy(hN + static_cast<long>(d) * N * H, h, sizeof(float) * N * H);
   if (s.mode == kLSTM) std::memcpy(cN + static_cast<long>(d) * N * H, c, sizeof(float) * N * H);
 }
 

@@ -67,6 +67,8 @@ SHAPES = [  # kind, H, layers, bidirectional, N, T, C
     ("lstm", 50, 1, True, 40, 3, 7), ("gru", 21, 1, False, 13, 4, 5),
     # backward in several chunks of steps (a chunk holds about 1024 rows)
     ("lstm", 8, 1, True, 150, 9, 3), ("gru", 6, 2, True, 130, 10, 2),
+    # an input wider than 64: the projection for all steps apart from the step product
+    ("lstm", 12, 1, True, 5, 4, 70), ("rnn", 9, 2, False, 7, 3, 66),
 ]
 
 
