@@ -24,31 +24,36 @@ inline int gates_of(int mode) { return mode == kLSTM ? 4 : (mode == kGRU ? 3 : 1
 inline int reserve_of(int mode) { return mode == kLSTM ? 5 : (mode == kGRU ? 4 : 1); }
 
 // exp without a library call, so that `omp simd` loops vectorise it inline: e^x = 2^n e^f
-// with n = round(x / ln 2) and f = x - n ln 2 (ln 2 split in two for exactness), e^f by a
-// degree-7 Taylor polynomial (|f| <= ln 2 / 2: relative error < 1e-7, about float's own).
-// x is clamped to [-87, 88], where e^x stays a normal float.
-static inline float exp_inline(float x) {
+// with n = round(x / ln 2) and f = x - n ln 2 (ln 2 split in two for exactness), e^f - 1 =
+// f q(f) by a degree-7 Taylor polynomial (|f| <= ln 2 / 2: relative error < 1e-7, about
+// float's own). x is clamped to [-87, 88], where e^x stays a normal float.
+// Returns e^x - 1 (`minus_one`) or e^x; e^x - 1 = 2^n f q + (2^n - 1) keeps its relative
+// accuracy near x = 0, where 1 - ... forms would cancel.
+static inline float exp_inline(float x, bool minus_one = false) {
   x = std::fmin(std::fmax(x, -87.0f), 88.0f);
   const float n = std::nearbyint(x * 1.44269504088896341f);
   const float f = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
-  float p = 1.0f / 5040.0f;
-  p = p * f + 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
+  float q = 1.0f / 5040.0f;
+  q = q * f + 1.0f / 720.0f;
+  q = q * f + 1.0f / 120.0f;
+  q = q * f + 1.0f / 24.0f;
+  q = q * f + 1.0f / 6.0f;
+  q = q * f + 0.5f;
+  q = q * f + 1.0f;
   const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;  // 2^n
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return minus_one ? scale * (f * q) + (scale - 1.0f) : scale * (f * q + 1.0f);
 }
 
 static inline float sigm(float a) { return 1.0f / (1.0f + exp_inline(-a)); }
-// tanh a = 1 - 2 / (1 + e^(2a)): absolute error ~1e-7 (the form loses relative accuracy
-// only where |tanh a| < 1e-3, far below what the gates resolve).
-static inline float tanh_inline(float a) { return 1.0f - 2.0f / (1.0f + exp_inline(2.0f * a)); }
+// tanh a = m / (m + 2) with m = e^(2a) - 1: relative error ~1e-7 for every a. |a| is
+// clamped to 9 (tanh 9 rounds to 1 in float), so m + 2 stays far from where a vectorised
+// division's reciprocal would flush to 0.
+static inline float tanh_inline(float a) {
+  const float m = exp_inline(2.0f * std::fmin(std::fmax(a, -9.0f), 9.0f), true);
+  return m / (m + 2.0f);
+}
 
 // LSTM forward. keep = [i f g o c] (activated gates, new cell); h, c updated in place.
 inline void lstm_fwd(int H, const float* proj, const float* __restrict rec,

@@ -62,9 +62,11 @@ def test_fused_equals_cells_forward_states_and_gradients(kind, layers, bidirecti
     np.testing.assert_allclose(out_f, out_c, atol=1e-6)
     for a, b in zip(st_f, st_c):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    np.testing.assert_allclose(gx_f, gx_c, atol=1e-5)
+    # float32 gradients: the tolerance scales with their size (RNN ones reach ~10)
+    np.testing.assert_allclose(gx_f, gx_c, atol=1e-5 * max(1.0, np.abs(gx_c).max()))
     for key in g_f:
-        np.testing.assert_allclose(g_f[key], g_c[key], atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(g_f[key], g_c[key],
+                                   atol=1e-5 * max(1.0, np.abs(g_c[key]).max()), err_msg=key)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
