@@ -19,6 +19,7 @@ from mxlstm.deploy.predictor import Predictor
 from mxlstm.runs import load_model
 from mxlstm.training.checkpoint import find_checkpoint
 from mxlstm.training.log import MetricsLog
+from mxlstm.training.summary import summary_lines
 
 __all__ = ["_clean_logging"]
 
@@ -57,6 +58,10 @@ def test_no_validation_trains_on_all_and_keeps_the_final_weights(tmp_path):
     assert not any(k.startswith("valid_") or k == "main_metric" for r in records for k in r)
     assert params(out, "best") == params(out, "latest")  # the final epoch, saved once
     assert find_checkpoint(out, "latest").name == "epoch-0003"
+    assert ", the final epoch 3 kept, " in summary_lines(report, out)[0]
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "model kept" in page and "the final epoch (no validation split)" in page
     # the export is of the final weights: its graph answers as the latest checkpoint does
     prefix = tmp_path / "export" / "gp"
     export_model(out, prefix)
@@ -70,7 +75,8 @@ def test_no_validation_trains_on_all_and_keeps_the_final_weights(tmp_path):
 def test_with_validation_select_last_still_logs_validation_and_keeps_the_final_epoch(
         tmp_path):
     out = tmp_path / "run"
-    report = trained(gunpoint(out, "--epochs", "2", "--set", "train.select=last"))
+    report = trained(gunpoint(out, "--epochs", "2", "--set", "train.select=last",
+                              "--set", "data.valid_fraction=0.2"))
     assert report["counts"]["valid"] == 10 and report["selection"]["validation"] is True
     records = MetricsLog.read(out / "metrics.jsonl")
     assert report["best_valid"] == records[-1]["valid_accuracy"]
@@ -90,6 +96,11 @@ def test_resume_with_select_last_is_bit_identical(tmp_path, monkeypatch):
     assert params(out, "latest") == params(straight, "latest")
     assert params(out, "best") == params(out, "latest")
     assert got["test"] == want["test"] and got["best_epoch"] == 3
+    # more epochs: the new final epoch replaces the kept model
+    more = trained(["train", "--task", "uea", "--out", str(out), "--resume",
+                    "--extend-epochs", "1", *TINY[:2]])
+    assert more["best_epoch"] == 4 and params(out, "best") == params(out, "latest")
+    assert params(out, "best") != params(straight, "best")
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -98,7 +109,8 @@ def test_resume_with_select_last_is_bit_identical(tmp_path, monkeypatch):
      "train.early_stopping=3 needs a validation metric but data.valid_fraction=0"),
     ([*LAST, "--set", "train.schedule=plateau"], "train.schedule=plateau needs a validation"),
     ([*LAST, "--set", "train.monitor=accuracy"], "train.monitor=accuracy needs a validation"),
-    (["--set", "train.select=last", "--set", "train.early_stopping=3"],
+    (["--set", "train.select=last", "--set", "data.valid_fraction=0.2",
+      "--set", "train.early_stopping=3"],
      "train.early_stopping=3 acts on the best validation epoch, which train.select=last"),
 ])
 def test_combinations_without_a_validation_metric_are_one_error_line(tmp_path, capsys,
@@ -106,7 +118,7 @@ def test_combinations_without_a_validation_metric_are_one_error_line(tmp_path, c
     out = tmp_path / "run"
     args = gunpoint(out, "--epochs", "1", *extra)
     if not extra:
-        args += ["--set", "data.valid_fraction=0"]
+        args += ["--set", "data.valid_fraction=0", "--set", "train.select=best"]
     assert main(args) == 2
     assert words in one_error_line(capsys.readouterr().err)
     assert not out.exists()  # refused before anything was made

@@ -80,8 +80,10 @@ def test_valid_fraction_zero_holds_out_nothing_for_every_task_that_reads_it(tmp_
         prepared = tasks.prepare(user_config(task, flags={"data.path": path, **none}))
         assert prepared.meta["counts"] == counts, task
         assert prepared.valid_loader is None
-        held = tasks.prepare(user_config(task, flags={"data.path": path}))
-        assert held.meta["counts"]["test"] == counts["test"]
+        held = tasks.prepare(user_config(task, flags={"data.path": path,
+                                                      "data.valid_fraction": 0.2,
+                                                      "train.select": "best"}))
+        assert held.meta["counts"]["test"] == counts["test"] and held.meta["counts"]["valid"]
         assert held.meta["counts"]["train"] + held.meta["counts"]["valid"] == \
             counts["train"]
 
