@@ -38,7 +38,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def config_sources(args: argparse.Namespace) -> list[tuple[dict, str]]:
     """The keys the user gave: ``(overrides, source)`` of the TOML file, then the flags."""
-    from mxlstm.config import parse_set_options, read_toml
+    from mxlstm.config import parse_set_options
+    from mxlstm.config_toml import read_toml
 
     sources = []
     if args.config:

@@ -12,9 +12,7 @@ import difflib
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mxlstm.errors import ConfigError
@@ -76,8 +74,9 @@ class DataConfig:
                           low=1, high=10_000_000)
     min_freq: int = opt(1, "least count for a token to enter the vocabulary", low=1)
     max_length: int = opt(0, "truncate sequences to this many steps (0 = no limit)", low=0)
-    valid_fraction: float = opt(0.1, "share of the training split held out for validation",
-                                above=0, below=1)
+    valid_fraction: float = opt(0.1, "share of the training split held out for validation "
+                                "(0 = none: every training series trains, with "
+                                "train.select=last)", low=0, below=1)
     normalize: bool = opt(True, "per-channel normalisation with training-split statistics")
     augment: str = opt("", "training augmentations, e.g. 'shift:0.1,jitter:0.03' "
                        "(see docs/cli.md); empty = none")
@@ -164,6 +163,9 @@ class TrainConfig:
     early_stopping: int = opt(0, "stop after this many epochs without improvement (0 = off)", low=0)
     monitor: str = opt("", "validation metric for best model / early stopping "
                        "(empty = the task's)")
+    select: str = opt("best", "the model kept: best (the epoch with the best validation "
+                      "metric) or last (the final epoch, at the end of the schedule)",
+                      ("best", "last"))
     seed: int = opt(0, "seeds Python, numpy, MXNet, shuffling and augmentation")
     ctx: str = opt("cpu", "contexts: cpu, cpu:0,1, gpu:0 or gpu:0,1 (data parallel)")
     kvstore: str = opt("device", "gluon.Trainer kvstore: device or local on one machine, dist_* "
@@ -302,45 +304,6 @@ def parse_set_options(items: list[str]) -> dict[str, str]:
     return overrides
 
 
-def read_toml(path: str | Path, task: str | None = None) -> dict[str, Any]:
-    """Flatten a TOML file with ``[data]``, ``[model]``, ``[train]`` tables into dotted keys.
-
-    A top-level ``task = "..."`` (as ``mxlstm config`` prints it) must equal ``task``."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            tree = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    flat: dict[str, Any] = {}
-    for section, table in tree.items():
-        if section == "task":
-            if not isinstance(table, str):
-                raise ConfigError(f"{path}: top-level key 'task' must be a string, "
-                                  f"got {table!r}")
-            if task is not None and table != task:
-                raise ConfigError(f"{path}: the file is for task {table!r} but --task is "
-                                  f"{task!r}")
-            continue
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: top-level key {section!r} must be a [section] table"
-                              f"{did_you_mean(section) if section not in SECTIONS else ''}")
-        if section not in SECTIONS:
-            near = difflib.get_close_matches(section, list(SECTIONS), n=1, cutoff=0.5)
-            hint = f"did you mean [{near[0]}]?" if near else \
-                f"sections are {', '.join(f'[{s}]' for s in SECTIONS)}"
-            raise ConfigError(f"{path}: unknown section [{section}]; {hint}")
-        for name, value in table.items():
-            flat[f"{section}.{name}"] = value
-    return flat
-
-
 def config_from_dict(tree: dict, source: str = "config.json") -> RunConfig:
     """Rebuild a saved ``config.json`` (unknown keys are errors: a foreign file);
     ``source`` names the file in messages."""
@@ -354,46 +317,3 @@ def config_from_dict(tree: dict, source: str = "config.json") -> RunConfig:
     if not isinstance(task, str):
         raise ConfigError(f"{source}: not an mxlstm run configuration (task {task!r})")
     return apply_overrides(RunConfig(task=task), flat, source)
-
-
-def toml_value(value: Any) -> str:
-    """``value`` (bool, int, finite float or str) as a TOML literal."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = json.dumps(str(value), ensure_ascii=False)  # JSON escapes are valid TOML ones
-    return text.replace("\x7f", "\\u007f")
-
-
-def describe(config: RunConfig, preset: RunConfig | None = None,
-             hidden: frozenset[str] | set[str] = frozenset()) -> str:
-    """``config`` as a TOML file that ``--config`` reads back unchanged (``mxlstm config``).
-
-    Each key comes with its help text as a comment; values that differ from the defaults
-    are marked ``# preset`` (the task's preset, ``preset``) or ``# changed``. Keys in
-    ``hidden`` (those the task does not use) are left out."""
-    preset = preset or RunConfig(task=config.task)
-    lines = [f"# mxlstm configuration for task {config.task}: "
-             f"mxlstm train --task {config.task} --config FILE",
-             "# '# preset': the task's preset value, '# changed': your value (files, --set);",
-             "# unmarked keys have their defaults. Keys the task does not use are left out.",
-             f"task = {toml_value(config.task)}"]
-    for section, cls in SECTIONS.items():
-        lines.append(f"\n[{section}]")
-        values, preset_values = getattr(config, section), getattr(preset, section)
-        for f in dataclasses.fields(cls):
-            if f"{section}.{f.name}" in hidden:
-                continue
-            value, before = getattr(values, f.name), getattr(preset_values, f.name)
-            choices = f.metadata.get("choices")
-            extra = f" ({'|'.join(choices)})" if choices else ""
-            lines.append(f"# {f.metadata['help']}{extra}")
-            mark = ""
-            if value != before:
-                mark = f"  # changed (preset {toml_value(before)})" if before != f.default \
-                    else f"  # changed (default {toml_value(f.default)})"
-            elif value != f.default:
-                mark = f"  # preset (default {toml_value(f.default)})"
-            lines.append(f"{f.name} = {toml_value(value)}{mark}")
-    return "\n".join(lines) + "\n"

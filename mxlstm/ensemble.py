@@ -142,7 +142,8 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
         "members": [{"seed": s, "test": r["test"], "best_epoch": r.get("best_epoch"),
                      "seconds": r.get("seconds")} for s, r in zip(member_seeds(cfg), reports)],
         "single_seed_test": reports[0]["test"], "baseline": reports[0].get("baseline"),
-        "counts": reports[0].get("counts"), "seconds": round(time.time() - started, 1),
+        "counts": reports[0].get("counts"), "selection": reports[0].get("selection"),
+        "seconds": round(time.time() - started, 1),
     }
     write_report(out / "report.json", report)
     return report

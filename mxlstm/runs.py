@@ -61,6 +61,7 @@ from mxlstm.training.rundir import (
     remove_unstarted,
     run_status,
 )
+from mxlstm.training.selection import check_selection, has_validation, selection_report
 from mxlstm.training.trainer import Fitter, parse_contexts, seed_everything
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     """
     options = RunOptions(resume, debug, extend_epochs, explicit, progress, quiet)
     out = Path(out)
+    check_selection(cfg)  # e.g. data.valid_fraction=0 with train.select=best
     if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
         from mxlstm.ensemble import train_ensemble
         return train_ensemble(cfg, out, resume=resume, debug=debug)
@@ -258,8 +260,9 @@ def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fing
         "task": cfg.task, "mxlstm": __version__, "mxnet": mx.__version__,
         "seed": cfg.train.seed, "best_epoch": state["best_epoch"],
         "epochs_run": state["epoch"], "epochs_planned": cfg.train.epochs,
-        "stopped_early": bool(state.get("stopped_early")), "monitor": fitter.monitor,
-        "best_valid": state["best"], "test": test,
+        "stopped_early": bool(state.get("stopped_early")),
+        "monitor": fitter.monitor if has_validation(cfg) else None,
+        "selection": selection_report(cfg), "best_valid": state["best"], "test": test,
         "parameters": count_parameters(prepared.model),
         "counts": prepared.meta.get("counts"), "seconds": round(time.time() - started, 1),
         "baseline": baseline(prepared),

@@ -13,10 +13,9 @@ from mxlstm.config import (
     all_keys,
     apply_overrides,
     config_from_dict,
-    describe,
     parse_set_options,
-    read_toml,
 )
+from mxlstm.config_toml import describe, read_toml
 from mxlstm.errors import ConfigError
 from mxlstm.tasks import TASKS, config_file_text, default_config, ignored_keys, user_config
 from mxlstm.tasks.base import check_model_size, model_tensors

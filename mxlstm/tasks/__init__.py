@@ -13,7 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mxlstm.config import RunConfig, apply_overrides, describe, read_toml
+from mxlstm.config import RunConfig, apply_overrides
+from mxlstm.config_toml import describe, read_toml
 from mxlstm.errors import ConfigError
 from mxlstm.tasks import language_model, regression, sequences, synthetic, text
 from mxlstm.tasks.base import Prepared, check_model_size, model_tensors

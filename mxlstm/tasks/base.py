@@ -212,6 +212,7 @@ def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,
 
     ``shard = (rank, num_workers)``: a distributed worker trains on every
     ``num_workers``-th training sample starting at ``rank`` (evaluation sets are whole).
+    ``valid`` None (no validation split): the validation loader is None.
     """
     d, t = cfg.data, cfg.train
     rank, workers = shard
@@ -230,7 +231,8 @@ def loaders(cfg: RunConfig, train, valid, test, pad_batchify_fn=None,
                                num_buckets=d.num_buckets or None, num_workers=d.num_workers,
                                batchify_fn=train_batchify)
     kwargs = {"batchify_fn": pad_batchify_fn}
-    valid_loader = make_loader(valid, t.eval_batch_size, False, t.seed, **kwargs)
+    valid_loader = None if valid is None else make_loader(valid, t.eval_batch_size, False,
+                                                          t.seed, **kwargs)
     test_loader = make_loader(test, t.eval_batch_size, False, t.seed, **kwargs)
     steps = len(train_loader)
     if t.max_batches:

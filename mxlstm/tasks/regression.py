@@ -149,6 +149,8 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
             if valid.num_channels != train.num_channels:
                 raise DataError(f"validation data has {valid.num_channels} channels, "
                                 f"training data {train.num_channels}", path=valid.path)
+        elif cfg.data.valid_fraction == 0:  # no validation split (train.select=last)
+            train, valid = train_all, None
         else:
             train_idx, valid_idx = _split(len(train_all), cfg.data.valid_fraction,
                                           cfg.train.seed)
@@ -167,7 +169,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
                   "dtype": "float32", "lengths": True, "max_length": max_length},
         "normalization": stats.to_dict() if stats is not None else None,
         "target": target,
-        "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "counts": {"train": len(train), "valid": len(valid or ()), "test": len(test)},
     }
     model = sequence_model(cfg, 1, input_size=train.num_channels, max_length=max_length,
                            target=(target["mean"], target["std"]))

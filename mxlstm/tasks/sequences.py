@@ -73,14 +73,15 @@ IGNORED = {"digits": _NOT_SERIES | {"data.name"}, "vowels": _NOT_SERIES, "uea": 
 def normalize_splits(cfg: RunConfig, artefacts: dict | None, train, valid, test):
     """Per-channel normalisation of the three splits: statistics fitted on ``train``
     (``data.normalize``), or those of a trained model's ``artefacts``; returns
-    ``(stats or None, (train, valid, test))``."""
+    ``(stats or None, (train, valid, test))`` (``valid`` None: no validation split)."""
     stats = None
     if artefacts and artefacts.get("normalization"):
         stats = NormalizationStats.from_dict(artefacts["normalization"])
     elif cfg.data.normalize and not artefacts:
         stats = NormalizationStats.fit(train)
     if stats is not None:
-        train, valid, test = (stats.transform(s) for s in (train, valid, test))
+        train, valid, test = (None if s is None else stats.transform(s)
+                              for s in (train, valid, test))
     return stats, (train, valid, test)
 
 
@@ -189,6 +190,8 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         if valid.num_channels != train.num_channels:
             raise DataError(f"validation data has {valid.num_channels} channels, training "
                             f"data {train.num_channels}", path=valid.path)
+    elif cfg.data.valid_fraction == 0:  # no validation split (train.select=last)
+        train, valid = train_all, None
     else:
         train_idx, valid_idx = stratified_split(train_all.labels, cfg.data.valid_fraction,
                                                 seed=cfg.train.seed)
@@ -205,7 +208,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         "input": {"type": "float", "layout": "NTC", "channels": train.num_channels,
                   "dtype": "float32", "lengths": True, "max_length": int(train.max_length)},
         "normalization": stats.to_dict() if stats is not None else None,
-        "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "counts": {"train": len(train), "valid": len(valid or ()), "test": len(test)},
     }
     model = sequence_model(cfg, len(names), input_size=train.num_channels,
                            max_length=int(train.max_length))

@@ -50,10 +50,12 @@ IGNORED = {"text": SYNTHETIC_KEYS | COPY_KEYS | LM_KEYS | SERIES_MODEL_KEYS
 
 def _load(cfg: RunConfig, training: bool = True
           ) -> tuple[TextDataset, TextDataset, TextDataset | None]:
-    """(train, valid, test) texts; valid is None when it must be carved from train.
+    """(train, valid, test) texts; valid is None when it must be carved from train, or
+    when there is none (``data.valid_fraction=0``: the development part trains too).
     ``training``: refuse class sets that cannot be learnt (one class, a class per row)."""
     d = cfg.data
     own_valid = training and bool(d.valid_path)  # all of the training part then trains
+    no_valid = training and not d.valid_path and d.valid_fraction == 0
     if not d.path:
         full = load_movie_reviews()
     else:
@@ -66,9 +68,9 @@ def _load(cfg: RunConfig, training: bool = True
                                             header=d.header)
             return full, _own_valid(cfg) if own_valid else None, test
     train_idx, dev_idx, test_idx = standard_split(len(full), seed=0)
-    if own_valid:
-        return (full.subset(np.sort(np.concatenate([train_idx, dev_idx]))), _own_valid(cfg),
-                full.subset(test_idx))
+    if own_valid or no_valid:
+        return (full.subset(np.sort(np.concatenate([train_idx, dev_idx]))),
+                _own_valid(cfg) if own_valid else None, full.subset(test_idx))
     return full.subset(train_idx), full.subset(dev_idx), full.subset(test_idx)
 
 
@@ -102,14 +104,15 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
     train, valid, test = _load(cfg, training=not artefacts)
     if valid is None and artefacts:  # evaluating: only the test split is used
         valid = train
-    elif valid is None:
+    elif valid is None and cfg.data.valid_fraction > 0:
         n = len(train)
         perm = np.random.RandomState(cfg.train.seed).permutation(n)
         cut = n - max(1, int(cfg.data.valid_fraction * n))
         train, valid = train.subset(np.sort(perm[:cut])), train.subset(np.sort(perm[cut:]))
-    if not artefacts and min(len(train), len(valid), len(test)) == 0:
+    sizes = [len(s) for s in (train, valid, test) if s is not None]
+    if not artefacts and min(sizes) == 0:
         raise DataError(f"too few examples for a training, validation and test split (got "
-                        f"{len(train)}, {len(valid)}, {len(test)})", path=cfg.data.path or None)
+                        f"{', '.join(map(str, sizes))})", path=cfg.data.path or None)
     level = cfg.data.level
     if artefacts:
         vocab = Vocab.from_json(artefacts["files"]["vocab.json"])
@@ -118,7 +121,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         vocab = build_vocab([tokenize(t, level) for t in train.texts],
                             min_freq=cfg.data.min_freq, max_size=cfg.data.max_vocab)
         names = train.label_names
-    sets = [encode_texts(s, vocab, level, cfg.data.max_length, names)
+    sets = [None if s is None else encode_texts(s, vocab, level, cfg.data.max_length, names)
             for s in (train, valid, test)]
     pad_id = vocab[PAD]
     train_loader, valid_loader, test_loader, steps = loaders(
@@ -129,7 +132,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         "input": {"type": "tokens", "layout": "NT", "dtype": "int32", "lengths": True,
                   "vocab": "vocab.json", "vocab_size": len(vocab), "pad_id": pad_id,
                   "unk_id": vocab[UNK], "tokenizer": level, "max_length": cfg.data.max_length},
-        "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "counts": {"train": len(train), "valid": len(valid or ()), "test": len(test)},
     }
     files = {"vocab.json": vocab.to_json()}
     model = sequence_model(cfg, len(names), vocab_size=len(vocab))

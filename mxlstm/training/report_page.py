@@ -77,11 +77,13 @@ def build_page(run_dir: Path, figures: list[Path], note: str | None = None) -> s
     parts.append("<h2>Figures</h2>" + ("".join(_image(f, f.stem) for f in figures) or
                                        "<p class='note'>no figures</p>"))
     test = {k: v for k, v in report.get("test", {}).items() if k != "confusion"}
+    kept = (report.get("selection") or {}).get("model")  # train.select, since issue 15
     parts.append("<h2>Test metrics and baselines</h2>" + _table(
         ["", "value"], [[f"test {k}", v] for k, v in test.items()]
         + [[f"baseline {k}", v] for k, v in report.get("baseline", {}).items()]
         + [[k, report[k]] for k in ("best_epoch", "epochs_run", "epochs_planned", "monitor",
-                                    "best_valid", "parameters", "seconds") if k in report]))
+                                    "best_valid", "parameters", "seconds") if k in report]
+        + ([["model kept", kept]] if kept else [])))
     seconds = [r["seconds"] for r in records if isinstance(r.get("seconds"), int | float)]
     speed = [r["sequences_per_second"] for r in records
              if isinstance(r.get("sequences_per_second"), int | float)]

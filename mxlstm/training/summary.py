@@ -71,8 +71,12 @@ def summary_lines(report: dict, out: str | Path) -> list[str]:
     first = _headline(report)
     first = first[:1].upper() + first[1:]
     planned = report.get("epochs_planned") or report.get("epochs_run")
-    first += (f", best epoch {report.get('best_epoch')} of {planned}"
-              f" (by valid {report.get('monitor')}), {_seconds(report.get('seconds'))}")
+    if (report.get("selection") or {}).get("select") == "last":
+        first += f", the final epoch {report.get('best_epoch')} kept"
+    else:
+        first += (f", best epoch {report.get('best_epoch')} of {planned}"
+                  f" (by valid {report.get('monitor')})")
+    first += f", {_seconds(report.get('seconds'))}"
     quoted = shlex.quote(out)
     name = Path(out.rstrip("/")).name or "model"
     return [first + ".",

@@ -205,6 +205,9 @@ class Fitter:
             start: Path | None = None, extended: bool = False) -> dict:
         """Train until ``cfg.epochs`` (or early stopping); returns the final training state.
 
+        ``valid_loader`` None: no validation split (``train.select=last``), so the metrics
+        lines have no ``valid_*`` columns.
+
         ``start`` is the checkpoint to go on from (None: from scratch); ``extended``: the run
         was given more epochs (``--extend-epochs``), so an early stop no longer ends it.
         ``metrics.jsonl`` is
@@ -239,20 +242,23 @@ class Fitter:
         epoch = state["epoch"]
         started = time.perf_counter()
         record = self._train_epoch(train_loader, epoch, state)
-        record.update({f"valid_{k}": v for k, v in
-                       self.evaluate(valid_loader, "validate", epoch).items()
-                       if k != "confusion"})
+        if valid_loader is not None:  # None: no validation split (train.select=last)
+            record.update({f"valid_{k}": v for k, v in
+                           self.evaluate(valid_loader, "validate", epoch).items()
+                           if k != "confusion"})
         self.progress.end_epoch(time.perf_counter() - started)
         record["lr"] = self.trainer.learning_rate
-        record["main_metric"] = f"valid_{self.monitor}"
+        if valid_loader is not None:
+            record["main_metric"] = f"valid_{self.monitor}"
         state["epoch"] = epoch + 1
         self._track_best(state, record)
         state["history"].append(record)
         for callback in self.callbacks:  # the checkpoint before its metrics line
             callback.on_epoch_end(self, state, record)
         metrics_log.write(record)
-        log.info("epoch %d: train loss %.4f, valid %s %.4f%s", epoch + 1,
-                 record["train_loss"], self.monitor, record[f"valid_{self.monitor}"],
+        valid = record.get(f"valid_{self.monitor}")
+        log.info("epoch %d: train loss %.4f%s%s", epoch + 1, record["train_loss"],
+                 "" if valid is None else f", valid {self.monitor} {valid:.4f}",
                  " (best)" if state["best_epoch"] == epoch + 1 else "")
         if state["stopped_early"]:
             log.info("early stopping: no improvement for %d epochs", state["bad_epochs"])
@@ -282,8 +288,15 @@ class Fitter:
 
     def _track_best(self, state: dict, record: dict) -> None:
         """Track the best epoch (ties in the monitored metric go to the lower validation
-        loss) and the epochs since (``bad_epochs``)."""
+        loss) and the epochs since (``bad_epochs``); with ``train.select=last`` the kept
+        epoch is the final one (``best_epoch`` is set when it is done)."""
         value = record.get(f"valid_{self.monitor}")
+        if self.cfg.select == "last":
+            if state["epoch"] >= self.cfg.epochs:
+                state["best"], state["best_epoch"], state["bad_epochs"] = value, \
+                    state["epoch"], 0
+                state["best_loss"] = record.get("valid_loss")
+            return
         if value is None:
             raise ConfigError(f"train.monitor: the validation metrics have no "
                               f"{self.monitor!r}; they have "

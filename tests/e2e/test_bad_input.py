@@ -248,7 +248,7 @@ def _cases() -> dict[str, Case]:
         ["command line: unknown config key 'train.learning_rate'"])
     c["set-out-of-range"] = lambda t, r: (
         train("digits", t, "--set", "data.valid_fraction=1.5"),
-        ["config key data.valid_fraction: must be between 0 and 1 (exclusive), got '1.5'"])
+        ["config key data.valid_fraction: must be in [0, 1), got '1.5'"])
     c["set-head-units-not-numbers"] = lambda t, r: (
         train("digits", t, "--set", "model.head_units=wide"),
         ["config key model.head_units: expected comma-separated positive integers"])

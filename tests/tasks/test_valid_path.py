@@ -62,6 +62,32 @@ def test_text_validates_on_the_own_file(tmp_path):
     assert tasks.prepare(cfg).meta["counts"] == {"train": 54, "valid": 9, "test": 6}
 
 
+def test_valid_fraction_zero_holds_out_nothing_for_every_task_that_reads_it(tmp_path):
+    """``data.valid_fraction=0`` (with ``train.select=last``): the whole training split
+    trains, no validation loader; the split of the test part is unchanged."""
+    train = _series(tmp_path, "train.npz", 50)
+    rng = np.random.RandomState(0)
+    reg = str(write_series(tmp_path / "t.npz", rng.randn(30, 8, 1), rng.randn(30)))
+    rows = [{"text": f"good film number {i}" if i % 2 else f"bad film {i}",
+             "label": i % 2} for i in range(60)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    none = {"data.valid_fraction": 0, "train.select": "last"}
+    for task, path, counts in (("uea", train, {"train": 40, "valid": 0, "test": 10}),
+                               ("series-regression", reg, {"train": 24, "valid": 0,
+                                                           "test": 6}),
+                               ("text", str(tmp_path / "train.jsonl"),
+                                {"train": 54, "valid": 0, "test": 6})):
+        prepared = tasks.prepare(user_config(task, flags={"data.path": path, **none}))
+        assert prepared.meta["counts"] == counts, task
+        assert prepared.valid_loader is None
+        held = tasks.prepare(user_config(task, flags={"data.path": path,
+                                                      "data.valid_fraction": 0.2,
+                                                      "train.select": "best"}))
+        assert held.meta["counts"]["test"] == counts["test"] and held.meta["counts"]["valid"]
+        assert held.meta["counts"]["train"] + held.meta["counts"]["valid"] == \
+            counts["train"]
+
+
 def test_language_model_validates_on_the_own_file(tmp_path):
     (tmp_path / "train.txt").write_text("the cat sat on the mat . " * 400)
     (tmp_path / "valid.txt").write_text("the dog sat on the log . " * 100)
