@@ -50,13 +50,17 @@ struct Left {
 
 // Pack B (k x n). `b_rows_are_columns`: the source is stored as B' (n x k, row-major, e.g.
 // Wh (GH x H) for C = h Wh'); else as B (k x n, row-major, stride ldb).
+// `depth` / `row0`: B is rows row0 .. row0 + k of a packed matrix of `depth` rows (default:
+// all of it), so [B1; B2] packs with two calls, e.g. [Wx Wh]' for the step product
+// [x_t h] [Wx Wh]'.
 inline void pack_b(const float* b, int k, int n, bool b_rows_are_columns, float* packed,
-                   long ldb = -1) {
+                   long ldb = -1, int depth = -1, int row0 = 0) {
   if (ldb < 0) ldb = b_rows_are_columns ? k : n;
+  if (depth < 0) depth = k;
   const int panels = panels_of(n);
 #pragma omp parallel for schedule(static) if (static_cast<long>(k) * n > 65536L)
   for (int p = 0; p < panels; ++p) {
-    float* dst = packed + static_cast<long>(p) * k * kPanel;
+    float* dst = packed + (static_cast<long>(p) * depth + row0) * kPanel;
     const int j0 = p * kPanel, width = std::min(kPanel, n - j0);
     if (b_rows_are_columns) {
       for (int jj = 0; jj < width; ++jj) {
@@ -71,24 +75,6 @@ inline void pack_b(const float* b, int k, int n, bool b_rows_are_columns, float*
         std::memcpy(row, b + static_cast<long>(kk) * ldb + j0, sizeof(float) * width);
         for (int jj = width; jj < kPanel; ++jj) row[jj] = 0.0f;
       }
-    }
-  }
-}
-
-// Pack B = [B1; B2] ((k1 + k2) x n) given as B1' (n x k1) and B2' (n x k2), row-major:
-// e.g. [Wx Wh] (GH x (C + H)) for the step product [x_t h] [Wx Wh]'.
-inline void pack_b_stacked(const float* b1, int k1, const float* b2, int k2, int n,
-                           float* packed) {
-  const int k = k1 + k2, panels = panels_of(n);
-  for (int p = 0; p < panels; ++p) {
-    float* dst = packed + static_cast<long>(p) * k * kPanel;
-    const int j0 = p * kPanel, width = std::min(kPanel, n - j0);
-    for (int jj = 0; jj < kPanel; ++jj) {
-      const float* r1 = jj < width ? b1 + static_cast<long>(j0 + jj) * k1 : nullptr;
-      const float* r2 = jj < width ? b2 + static_cast<long>(j0 + jj) * k2 : nullptr;
-      for (int kk = 0; kk < k; ++kk)
-        dst[static_cast<long>(kk) * kPanel + jj] =
-            !r1 ? 0.0f : (kk < k1 ? r1[kk] : r2[kk - k1]);
     }
   }
 }

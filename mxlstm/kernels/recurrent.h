@@ -92,7 +92,8 @@ inline void forward_dir(const Shape& s, int d, const float* x, const DirParams& 
   float* acc = left + static_cast<long>(N) * K;
   float* space = acc + static_cast<long>(N) * GH;
   if (joint) {
-    pack_b_stacked(p.wx, C, p.wh, H, GH, space);
+    pack_b(p.wx, C, GH, true, space, C, K, 0);  // [Wx Wh]', K = C + H rows
+    pack_b(p.wh, H, GH, true, space, H, K, C);
   } else {  // one input projection for all steps, written into the reserve rows
     matmul(s.T * N, GH, C, Left{x, C, false}, p.wx, true, C, R, RH, false,
            s.once_packed(C, GH), space);
@@ -175,8 +176,8 @@ inline long backward_ws_floats(const Shape& s) {
   const long rows = static_cast<long>(chunk_steps(s)) * s.N;
   const int r = static_cast<int>(rows);
   return rows * s.gh() * (s.mode == kGRU ? 2 : 1) + rows * (s.H + 2L * s.C) + 4L * s.N * s.H +
-         std::max({s.step_pack(s.gh(), s.H), s.once_pack(r, s.H), s.once_pack(r, s.C),
-                   s.once_pack(s.gh(), s.C)});
+         s.step_pack(s.gh(), s.H) +
+         std::max({s.once_pack(r, s.H), s.once_pack(r, s.C), s.once_pack(s.gh(), s.C)});
 }
 
 // Backward of direction d. dout/dhN/dcN may be null (zero gradient); so may any output
@@ -205,7 +206,9 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
   float* dc = dh + nh;
   float* dtmp = dc + nh;
   float* gin = dtmp + nh;
-  float* space = gin + nh;
+  float* step_space = gin + nh;  // Wh packed for every step's product
+  float* space = step_space + s.step_pack(GH, H);  // the chunks' one-off products
+  if (s.step_packed()) pack_b(p.wh, GH, H, false, step_space);
   // time row of (step, n), or -1 on padding
   auto row_of = [&](int step, int n) -> long {
     return step < len[n] ? static_cast<long>(time_of(step, len[n], fwd)) * N + n : -1L;
@@ -222,7 +225,6 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
   bool first_chunk = true;
   for (int s1 = T; s1 > 0; s1 -= S) {
     const int s0 = std::max(0, s1 - S);
-    if (s.step_packed()) pack_b(p.wh, GH, H, false, space);  // space is shared below
     for (int step = s1 - 1; step >= s0; --step) {
       float* rows_g = dG + static_cast<long>(step - s0) * N * GH;
       float* rows_a = dA + static_cast<long>(step - s0) * N * GH;
@@ -263,7 +265,7 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
         }
       }
       matmul(N, H, GH, Left{rows_g, GH, false}, p.wh, false, H, dtmp, H, false,
-             s.step_packed(), space, true);
+             s.step_packed(), step_space, true);
       MXLSTM_ROWS_PARALLEL
       for (int n = 0; n < N; ++n) {
         if (step >= len[n]) continue;
@@ -308,6 +310,12 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
     if (g.dbh && g.dbx && dG == dA) std::memcpy(g.dbh, g.dbx, sizeof(float) * GH);  // LSTM, RNN
     else if (g.dbh) column_sums(dG, rows, GH, g.dbh, acc);
     first_chunk = false;
+  }
+  if (first_chunk) {  // T = 0: no step ran, so the weight gradients are 0
+    if (g.dwh) std::memset(g.dwh, 0, sizeof(float) * GH * H);
+    if (g.dwx) std::memset(g.dwx, 0, sizeof(float) * GH * C);
+    if (g.dbx) std::memset(g.dbx, 0, sizeof(float) * GH);
+    if (g.dbh) std::memset(g.dbh, 0, sizeof(float) * GH);
   }
   if (dh0) std::memcpy(dh0 + d * nh, dh, sizeof(float) * nh);
   if (dc0 && lstm) std::memcpy(dc0 + d * nh, dc, sizeof(float) * nh);
