@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mxlstm.errors import MxlstmError
+from mxlstm.kernels import check_switches
 
 EXIT_USAGE = 2
 
@@ -379,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        check_switches()
         return func(args)
     except MxlstmError as err:
         if args.debug:

@@ -21,9 +21,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-import mxnet as mx
-
-from mxlstm.kernels import build
+from mxlstm.errors import ConfigError
 
 OP_NAME = "mxlstm_rnn"
 _lock = threading.Lock()
@@ -31,7 +29,24 @@ _state: dict = {"tried": False, "reason": None, "path": None}
 _off = threading.local()
 
 
+GEMM_CHOICES = ("auto", "blas", "packed")
+SWITCHES = {"MXLSTM_KERNEL": ("0", "1"), "MXLSTM_KERNEL_GEMM": GEMM_CHOICES}
+
+
+def check_switches() -> None:
+    """Raise :class:`ConfigError` for a kernel switch set to an unknown value (checked by the
+    CLI before anything runs, so a typo is one line, not a silently ignored setting)."""
+    for name, choices in SWITCHES.items():
+        value = os.environ.get(name)
+        if value is not None and value not in choices:
+            raise ConfigError(f"environment variable {name}={value!r}: expected one of "
+                              + ", ".join(choices))
+
+
 def _load() -> None:
+    import mxnet as mx  # here, so that check_switches() does not load MXNet
+
+    from mxlstm.kernels import build
     try:
         path = build.library_path()
         os.environ.setdefault("MXLSTM_KERNEL_BLAS", str(build.mxnet_dir() / "libopenblas.so.0"))
@@ -48,6 +63,7 @@ def _load() -> None:
 
 def status() -> str | None:
     """None when the kernel is built, loaded and switched on; else why it is not."""
+    check_switches()
     if os.environ.get("MXLSTM_KERNEL", "1") == "0":
         return "switched off (MXLSTM_KERNEL=0)"
     if getattr(_off, "depth", 0):

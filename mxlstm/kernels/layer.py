@@ -47,15 +47,13 @@ def mx_gpus() -> int:
         return 0
 
 
-GEMM_CHOICES = ("auto", "blas", "packed")
-
-
 def gemm_choice() -> str:
     """The kernel's ``gemm`` attribute, from ``MXLSTM_KERNEL_GEMM`` (read when a graph is
     built): ``auto`` (default: packed AVX2 products where they measured faster), ``blas``
-    or ``packed`` (every product one way; for benchmarks and tests)."""
-    choice = os.environ.get("MXLSTM_KERNEL_GEMM", "auto")
-    return choice if choice in GEMM_CHOICES else "auto"
+    or ``packed`` (every product one way; for benchmarks and tests). An unknown value
+    raises :class:`mxlstm.errors.ConfigError`."""
+    kernels.check_switches()
+    return os.environ.get("MXLSTM_KERNEL_GEMM", "auto")
 
 
 def run(layer, F, x, valid_length, states, params):

@@ -218,6 +218,35 @@ def test_padded_batch_in_chunks_equals_each_sequence_alone(operator, kind):
 
 
 @needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("lengths", [(0, 0, 0), (0, 4, 2)])
+def test_zero_length_sequences_keep_their_begin_state(operator, kind, lengths):
+    """MXNet cannot hold T = 0, so "no step runs" is a batch of zero lengths: a zero-length
+    row outputs 0, its final state is its begin state (gradient passed straight through),
+    and it adds nothing to the weight gradients (all zero when no row steps at all)."""
+    operator("kernel")
+    rng = np.random.RandomState(5)
+    x = mx.nd.array(rng.normal(size=(3, 4, 3)))
+    layer = make(kind, 6, 1, True, x[:1], return_states=True)
+    begin = [mx.nd.array(rng.normal(size=i["shape"])) for i in layer.state_info(3)]
+    out, states, grads, dx = run(layer, x, mx.nd.array(lengths), begin)
+    stepped = [i for i, length in enumerate(lengths) if length]
+    for i, length in enumerate(lengths):
+        if length == 0:
+            assert not out[i].any() and not dx[i].any()
+            for got, want in zip(states, begin):
+                np.testing.assert_array_equal(got[:, i], want.asnumpy()[:, i])
+    if not stepped:
+        assert all(not g.any() for g in grads.values())
+        return
+    keep = mx.nd.array(stepped)
+    sub = run(layer, x.take(keep), mx.nd.array([lengths[i] for i in stepped]),
+              [s.take(keep, axis=1) for s in begin])
+    np.testing.assert_allclose(out[stepped], sub[0], atol=1e-6)
+    assert_grads_close(grads, sub[2], rtol=1e-5)
+
+
+@needs_kernel
 def test_hybridized_equals_imperative_with_dropout_between_layers(operator):
     operator("kernel")
     x = mx.nd.random.normal(shape=(3, 5, 4))
@@ -284,3 +313,14 @@ def test_build_is_cached(monkeypatch):
     first = kernel_build.library_path()
     stamp = first.stat().st_mtime_ns
     assert kernel_build.library_path() == first and first.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("name,value", [("MXLSTM_KERNEL_GEMM", "fast"), ("MXLSTM_KERNEL", "yes")])
+def test_unknown_switch_value_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, name, value):
+    """A typo in a kernel switch is refused before anything runs, never silently ignored."""
+    from mxlstm import cli
+    monkeypatch.setenv(name, value)
+    assert cli.main(["evaluate", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mxlstm: error: environment variable {name}={value!r}: expected one of "
+                   + ", ".join(kernels.SWITCHES[name])]
