@@ -12,8 +12,9 @@ alternate A B A B ... (same thread variables, :func:`mxlstm.bench.driver.bench_e
   accumulation, tqdm and logging, and nothing else (validation and checkpoints are
   outside it). ``M = ceil(N / batches per epoch)``, so at least ``N`` batches are timed.
 * **B, the bare step**: the same preparation (``tasks.prepare``, ``runs.init_model``,
-  ``Fitter.make_trainer``), then ``Fitter.train_step`` (forward, loss, backward, clip,
-  update, the loss read-back) on the very batches A trains on (same seed and epochs, so
+  ``Fitter.make_trainer``), then ``Fitter.issue_step`` (forward, loss, backward, clip,
+  update; each step's loss read back once the next is queued, as the trainer does) on
+  the very batches A trains on (same seed and epochs, so
   the same order, augmentation and shapes), all loaded into memory before the clock
   starts, in A's schedule: the warm-up epoch's batches untimed, then per timed epoch an
   untimed validation pass (``Fitter.evaluate``, as ``fit`` runs one after every epoch;
@@ -214,13 +215,22 @@ def bare_step(task: str, batches: int, epochs: int, extra: dict[str, str] | None
             seed_everything(cfg.train.seed, epoch)
             prepared.objective.begin_epoch(contexts)
             start = time.perf_counter()
+            previous = None  # as the trainer: a step's loss is read once the next is queued
+            losses = []
             for batch in epoch_batches:
                 step += 1
-                loss, k = fitter.train_step(batch, step)
+                current = fitter.issue_step(batch, step)
+                if previous is not None:
+                    losses.append(previous.result())
+                previous = current
                 if epoch >= WARMUP_EPOCHS:
+                    items += batch[0].shape[0]
+            if previous is not None:
+                losses.append(previous.result())
+            if epoch >= WARMUP_EPOCHS:
+                for loss, k in losses:
                     if k:
                         total, n = total + loss, n + k
-                    items += batch[0].shape[0]
             mx.nd.waitall()
             if epoch >= WARMUP_EPOCHS:
                 seconds += time.perf_counter() - start

@@ -36,6 +36,29 @@ from mxlstm.training.progress import Progress
 log = logging.getLogger(__name__)
 
 
+class PendingLoss:
+    """The summed loss of a queued training step, read (waiting for the step) on demand."""
+
+    def __init__(self, losses: list | None, count: float, step: int, fitter: Fitter | None,
+                 total: float | None = None) -> None:
+        self._losses, self.count, self.step, self._fitter = losses, count, step, fitter
+        self._total = total
+
+    @classmethod
+    def done(cls, total: float, count: float) -> PendingLoss:
+        return cls(None, count, 0, None, total)
+
+    def result(self) -> tuple[float, float]:
+        """``(summed loss, item count)``; raises :class:`TrainingError` for a non-finite
+        loss (under ``train.nan_policy=stop``)."""
+        if self._total is None:
+            self._total = sum(float(loss.sum().asscalar()) for loss in self._losses)
+            self._losses = None
+            if not math.isfinite(self._total) and self._fitter.cfg.nan_policy != "skip":
+                raise self._fitter.nonfinite_loss(self.step, self._total)
+        return self._total, self.count
+
+
 def parse_contexts(spec: str) -> list[mx.Context]:
     """``'cpu'``, ``'cpu:0,1'``, ``'gpu:0'``, ``'gpu:0,1'`` -> list of contexts."""
     kind, _, ids = spec.strip().lower().partition(":")
@@ -144,34 +167,48 @@ class Fitter:
 
     def train_step(self, batch, step: int) -> tuple[float, float]:
         """Forward, backward, clip and update; returns (summed loss, item count)."""
+        return self.issue_step(batch, step).result()
+
+    def issue_step(self, batch, step: int) -> PendingLoss:
+        """Queue forward, backward, clip and update of one batch on MXNet's engine and
+        return without waiting for them: the caller loads the next batch meanwhile and
+        reads this one's loss (:meth:`PendingLoss.result`) after queueing the next step.
+        Only ``train.nan_policy=skip`` waits for the loss here, to skip the update of a
+        non-finite batch. The result is the same as waiting at every step (same operations
+        in the same order); a non-finite loss under ``stop`` is raised one step later,
+        before any checkpoint is written."""
         shards = self._split(batch)
         with autograd.record():
             losses = [self.objective.forward(self.model, shard, i)[0]
                       for i, shard in enumerate(shards)]
         autograd.backward(losses)
-        total = sum(float(loss.sum().asscalar()) for loss in losses)
         count = sum(self.objective.count(shard) for shard in shards)
-        if not math.isfinite(total):
-            if self.cfg.nan_policy == "skip":
+        pending = PendingLoss(losses, count, step, self)
+        if self.cfg.nan_policy == "skip":
+            total, _ = pending.result()
+            if not math.isfinite(total):
                 log.warning("step %d: loss is %s; batch skipped", step, total)
-                return math.nan, 0.0
-            kept = find_checkpoint(self.run_dir, "latest")
-            where = (f"the last good checkpoint {kept} is kept" if kept is not None else
-                     "no epoch had finished, so no checkpoint was saved")
-            raise TrainingError(
-                f"step {step}: the training loss became {total}; stopped, {where} (try a "
-                f"lower train.lr, train.clip_norm, or train.nan_policy=skip)")
+                return PendingLoss.done(math.nan, 0.0)
         if not self._settled:
             settle_kvstore(self.trainer)
             self._settled = True
         self.trainer.allreduce_grads()
         # all-reduced gradients are summed over workers: normalise by the global count
         global_count = count * getattr(self.kvstore, "num_workers", 1)
-        if self.cfg.clip_norm > 0:
+        if self.cfg.clip_norm > 0:  # check_isfinite=False: no wait (the loss is checked)
             gluonnlp.utils.clip_grad_global_norm(self._grad_params,
-                                                 self.cfg.clip_norm * global_count)
+                                                 self.cfg.clip_norm * global_count,
+                                                 check_isfinite=False)
         self.trainer.update(global_count)
-        return total, count
+        return pending
+
+    def nonfinite_loss(self, step: int, total: float) -> TrainingError:
+        kept = find_checkpoint(self.run_dir, "latest")
+        where = (f"the last good checkpoint {kept} is kept" if kept is not None else
+                 "no epoch had finished, so no checkpoint was saved")
+        return TrainingError(
+            f"step {step}: the training loss became {total}; stopped, {where} (try a "
+            f"lower train.lr, train.clip_norm, or train.nan_policy=skip)")
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self, loader, phase: str = "validate", epoch: int | None = None) -> dict:
@@ -270,16 +307,24 @@ class Fitter:
         self.objective.begin_epoch(self.contexts)
         loss_sum, count, items, start = 0.0, 0.0, 0, time.perf_counter()
         bar = self.progress.phase(loader, "train", self._steps, epoch)
+        previous: PendingLoss | None = None
         for index, batch in enumerate(bar):
             if self.cfg.max_batches and index >= self.cfg.max_batches:
                 break
-            loss, n = self.train_step(batch, state["global_step"] + 1)
+            pending = self.issue_step(batch, state["global_step"] + 1)
             state["global_step"] += 1
+            items += batch[0].shape[0]
+            if previous is not None:  # read while this step runs: the loader overlaps it
+                loss, n = previous.result()
+                if n:
+                    loss_sum, count = loss_sum + loss, count + n
+                bar.set(loss=f"{loss_sum / max(count, 1):.4f}",
+                        seq_s=f"{items / (time.perf_counter() - start):.0f}")
+            previous = pending
+        if previous is not None:
+            loss, n = previous.result()
             if n:
                 loss_sum, count = loss_sum + loss, count + n
-            items += batch[0].shape[0]
-            bar.set(loss=f"{loss_sum / max(count, 1):.4f}",
-                    seq_s=f"{items / (time.perf_counter() - start):.0f}")
         bar.close()
         seconds = time.perf_counter() - start
         return {"epoch": epoch + 1, "step": state["global_step"],

@@ -94,3 +94,23 @@ def test_parse_contexts():
         parse_contexts("gpu:0")
     with pytest.raises(Exception, match="train.ctx"):
         parse_contexts("tpu")
+
+
+def test_queued_steps_equal_waiting_at_every_step(tmp_path):
+    """fit() reads each step's loss only once the next step is queued (the loader overlaps
+    the engine's work): parameters and the epoch's mean loss are bit-equal to a loop that
+    waits for every step, and so is the clipped update (clip_norm without a sync)."""
+    loader = data()
+    model, cfg = make([mx.cpu()], epochs=1, clip_norm=0.05)
+    state = Fitter(model, Classification(2), cfg, tmp_path / "fit", [mx.cpu()]).fit(
+        loader, loader, len(loader))
+    queued = {k: v.data().asnumpy() for k, v in model._collect_params_with_prefix().items()}
+    model, cfg = make([mx.cpu()], epochs=1, clip_norm=0.05)
+    fitter = Fitter(model, Classification(2), cfg, tmp_path / "wait", [mx.cpu()])
+    fitter.make_trainer(len(loader))
+    seed_everything(cfg.seed, 0)
+    losses = [fitter.train_step(batch, step + 1) for step, batch in enumerate(loader)]
+    for key, value in model._collect_params_with_prefix().items():
+        np.testing.assert_array_equal(value.data().asnumpy(), queued[key], err_msg=key)
+    mean = sum(t for t, _ in losses) / sum(n for _, n in losses)
+    assert state["history"][0]["train_loss"] == pytest.approx(mean, rel=1e-12)
