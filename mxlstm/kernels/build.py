@@ -22,7 +22,9 @@ import mxnet as mx
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("ops.cc", "recurrent.h", "cells.h", "gemm.h")
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC", "-shared", "-std=c++17")
+# -fno-finite-math-only: NaN must propagate (a diverged run has to show a NaN loss)
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC",
+         "-shared", "-std=c++17")
 LIB_NAME = "libmxlstm_kernels.so"
 
 

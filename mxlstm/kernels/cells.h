@@ -26,11 +26,19 @@ inline int reserve_of(int mode) { return mode == kLSTM ? 5 : (mode == kGRU ? 4 :
 // exp without a library call, so that `omp simd` loops vectorise it inline: e^x = 2^n e^f
 // with n = round(x / ln 2) and f = x - n ln 2 (ln 2 split in two for exactness), e^f - 1 =
 // f q(f) by a degree-7 Taylor polynomial (|f| <= ln 2 / 2: relative error < 1e-7, about
-// float's own). x is clamped to [-87, 88], where e^x stays a normal float.
+// float's own). x is clamped to [-87, 88], where e^x stays a normal float; a NaN stays NaN
+// (clamp_keep_nan; the build keeps IEEE NaN semantics: -fno-finite-math-only), so a NaN
+// input or weight gives NaN outputs and a NaN loss, as MXNet's operator does.
 // Returns e^x - 1 (`minus_one`) or e^x; e^x - 1 = 2^n f q + (2^n - 1) keeps its relative
 // accuracy near x = 0, where 1 - ... forms would cancel.
+// x clamped to [lo, hi]; NaN compares false both ways and passes through (std::fmin/fmax
+// would turn it into a bound).
+static inline float clamp_keep_nan(float x, float lo, float hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
 static inline float exp_inline(float x, bool minus_one = false) {
-  x = std::fmin(std::fmax(x, -87.0f), 88.0f);
+  x = clamp_keep_nan(x, -87.0f, 88.0f);
   const float n = std::nearbyint(x * 1.44269504088896341f);
   const float f = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
   float q = 1.0f / 5040.0f;
@@ -51,7 +59,7 @@ static inline float sigm(float a) { return 1.0f / (1.0f + exp_inline(-a)); }
 // clamped to 9 (tanh 9 rounds to 1 in float), so m + 2 stays far from where a vectorised
 // division's reciprocal would flush to 0.
 static inline float tanh_inline(float a) {
-  const float m = exp_inline(2.0f * std::fmin(std::fmax(a, -9.0f), 9.0f), true);
+  const float m = exp_inline(2.0f * clamp_keep_nan(a, -9.0f, 9.0f), true);
   return m / (m + 2.0f);
 }
 

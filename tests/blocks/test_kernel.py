@@ -218,6 +218,39 @@ def test_padded_batch_in_chunks_equals_each_sequence_alone(operator, kind):
 
 
 @needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_nan_input_or_weight_gives_nan_where_mxnet_does(operator, kind):
+    """A NaN must never come out finite (the gate math clamps its arguments; a clamp that
+    swallowed NaN hid a diverged run behind a finite loss): NaN positions of outputs, final
+    states and gradients equal those of MXNet's operator."""
+    rng = np.random.RandomState(7)
+    x = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    x[0, 2, 1] = np.nan
+    layer = make(kind, 6, 2, True, mx.nd.array(x[:1]), return_states=True)
+    results = {}
+    for which in ("mxnet", "kernel"):
+        operator(which)
+        results[which] = run(layer, mx.nd.array(x))
+    for got, want in zip(results["kernel"][:2], results["mxnet"][:2]):
+        for a, b in zip(got if isinstance(got, list) else [got],
+                        want if isinstance(want, list) else [want]):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    assert np.isnan(results["kernel"][0]).any()
+    weight = [p for k, p in layer.collect_params().items() if k.endswith("l0_h2h_weight")][0]
+    w = weight.data().asnumpy()
+    w[1, 2] = np.nan
+    weight.set_data(mx.nd.array(w))
+    clean = mx.nd.array(np.nan_to_num(x))
+    for which in ("mxnet", "kernel"):
+        operator(which)
+        results[which] = run(layer, clean)
+    np.testing.assert_array_equal(np.isnan(results["kernel"][0]), np.isnan(results["mxnet"][0]))
+    assert np.isnan(results["kernel"][0]).any()
+    for key, grad in results["mxnet"][2].items():
+        assert np.isnan(results["kernel"][2][key]).any() == np.isnan(grad).any(), key
+
+
+@needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("lengths", [(0, 0, 0), (0, 4, 2)])
 def test_zero_length_sequences_keep_their_begin_state(operator, kind, lengths):
