@@ -27,6 +27,9 @@ def unusable_reason(layer) -> str | None:
     for param in layer._reg_params.values():
         if np.dtype(param.dtype) != np.float32:
             return f"parameters are {np.dtype(param.dtype)}, the kernel is float32 only"
+        if param.grad_req == "add":  # read when the graph is built, like every reason here
+            return ("gradient accumulation (grad_req='add'): MXNet's extension API does not "
+                    "tell the kernel to add to a gradient")
     return None
 
 

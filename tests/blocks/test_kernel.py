@@ -17,6 +17,7 @@ from mxnet import autograd
 
 from mxlstm import GRU, LSTM, RNN, kernels
 from mxlstm.kernels import build as kernel_build
+from mxlstm.kernels import layer as kernel_layer
 
 REASON = kernels.status()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"mxlstm kernel: {REASON}")
@@ -215,6 +216,24 @@ def test_padded_batch_in_chunks_equals_each_sequence_alone(operator, kind):
         for k in grads:
             want_grads[k] += gr[k]
     assert_grads_close(grads, want_grads)
+
+
+@needs_kernel
+def test_gradient_accumulation_adds(operator):
+    """grad_req='add' (MXNet's extension API does not pass it to the kernel, which would
+    overwrite): two backward passes give twice the gradient of one, on MXNet's operator."""
+    operator("kernel")
+    x = mx.nd.array(np.random.RandomState(2).normal(size=(2, 3, 4)))
+    layer = make("lstm", 5, 1, False, x)
+    once = run(layer, x)[2]
+    assert kernel_layer.unusable_reason(layer) is None
+    layer.collect_params().setattr("grad_req", "add")
+    assert "grad_req='add'" in kernel_layer.unusable_reason(layer)
+    for param in layer.collect_params().values():
+        param.zero_grad()
+    run(layer, x)
+    twice = run(layer, x)[2]
+    assert_grads_close(twice, {k: 2 * v for k, v in once.items()}, rtol=1e-5)
 
 
 @needs_kernel
