@@ -36,6 +36,7 @@ from mxlstm.bench.configs import (
     time_steps,
     train_gemms,
 )
+from mxlstm.kernels.loss import softmax_nll
 
 CTX = mx.cpu()
 
@@ -84,20 +85,26 @@ class BenchNet(gluon.HybridBlock):
 
 
 class WithLoss(gluon.HybridBlock):
-    """``loss(net(x), y)`` per sample: softmax CE (LM, classifier) or MSE (regression)."""
+    """``loss(net(x), y)`` per sample: softmax CE (LM, classifier) or MSE (regression).
+    An mxlstm LM computes its token cross-entropy as ``mxlstm train`` does
+    (:func:`mxlstm.kernels.loss.softmax_nll`: the kernel's fused operator where it is
+    built); bare MXNet uses Gluon's ``SoftmaxCrossEntropyLoss``."""
 
-    def __init__(self, net: BenchNet, **kwargs: Any) -> None:
+    def __init__(self, net: BenchNet, impl: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         cfg = net.cfg
+        self.batch_axis = 1 if cfg.task == "lm" and cfg.layout == "TNC" else 0
+        self.mxlstm_nll = cfg.task == "lm" and impl.startswith("mxlstm")
         with self.name_scope():
             self.net = net
             if cfg.task == "regress":
                 self.loss = gluon.loss.L2Loss()
             else:
-                batch_axis = 1 if cfg.task == "lm" and cfg.layout == "TNC" else 0
-                self.loss = gluon.loss.SoftmaxCrossEntropyLoss(batch_axis=batch_axis)
+                self.loss = gluon.loss.SoftmaxCrossEntropyLoss(batch_axis=self.batch_axis)
 
     def hybrid_forward(self, F, x, y):
+        if self.mxlstm_nll:  # (T, N) or (N, T) token losses -> mean per sequence
+            return F.mean(softmax_nll(F, self.net(x), y), axis=1 - self.batch_axis)
         return self.loss(self.net(x), y)
 
 
@@ -108,7 +115,7 @@ def _model(cfg: BenchConfig, impl: str, mode: str, params_file: str | None = Non
         net.load_parameters(params_file, ctx=CTX)
     else:
         net.initialize(mx.init.Uniform(0.1), ctx=CTX)
-    return net if mode == "infer" else WithLoss(net)
+    return net if mode == "infer" else WithLoss(net, impl)
 
 
 def effective_static_shape(impl: str, static_shape: bool) -> bool:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from mxlstm.errors import ConfigError
 
 OP_NAME = "mxlstm_rnn"
+NLL_OP_NAME = "mxlstm_softmax_nll"
 _lock = threading.Lock()
 _state: dict = {"tried": False, "reason": None, "path": None}
 _off = threading.local()
@@ -51,7 +52,7 @@ def _load() -> None:
         path = build.library_path()
         os.environ.setdefault("MXLSTM_KERNEL_BLAS", str(build.mxnet_dir() / "libopenblas.so.0"))
         mx.library.load(str(path), verbose=False)
-        if not hasattr(mx.nd, OP_NAME) or not hasattr(mx.sym, OP_NAME):
+        if not all(hasattr(mod, op) for mod in (mx.nd, mx.sym) for op in (OP_NAME, NLL_OP_NAME)):
             raise build.BuildError("the library loaded but registered no operator")
         _state["path"] = str(path)
     except build.BuildError as err:

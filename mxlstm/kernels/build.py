@@ -21,7 +21,8 @@ from pathlib import Path
 import mxnet as mx
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("ops.cc", "recurrent.h", "cells.h", "gemm.h")
+SOURCES = ("ops.cc", "recurrent.h", "cells.h", "gemm.h", "nll_op.cc", "nll.h")
+UNITS = ("ops.cc", "nll_op.cc")  # the translation units; the headers are in SOURCES
 # -fno-finite-math-only: NaN must propagate (a diverged run has to show a NaN loss)
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC",
          "-shared", "-std=c++17")
@@ -92,8 +93,8 @@ def library_path() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [cxx, *FLAGS, f"-I{mx_dir / 'include'}", f"-I{HERE}", str(HERE / "ops.cc"),
-           str(lib_api), "-o", tmp, "-ldl"]
+    cmd = [cxx, *FLAGS, f"-I{mx_dir / 'include'}", f"-I{HERE}",
+           *(str(HERE / unit) for unit in UNITS), str(lib_api), "-o", tmp, "-ldl"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:

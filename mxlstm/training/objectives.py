@@ -21,6 +21,7 @@ from typing import Any
 import mxnet as mx
 from mxnet import gluon
 
+from mxlstm.kernels.loss import softmax_nll
 from mxlstm.training.metrics import (
     ClassificationMetrics,
     LanguageModelMetrics,
@@ -29,8 +30,9 @@ from mxlstm.training.metrics import (
 
 
 def token_nll(logits, labels):
-    """Negative log-likelihood of ``labels (N, T)`` under ``logits (N, T, K)``: ``(N, T)``."""
-    return -mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), labels, axis=-1)
+    """Negative log-likelihood of ``labels (N, T)`` under ``logits (N, T, K)``: ``(N, T)``
+    (the kernel's fused operator where it is built, else ``log_softmax`` + ``pick``)."""
+    return softmax_nll(mx.nd, logits, labels)
 
 
 class Objective:
