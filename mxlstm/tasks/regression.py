@@ -34,6 +34,7 @@ from mxlstm.tasks.sequences import PRESETS as SERIES_PRESETS
 from mxlstm.tasks.sequences import normalize_splits
 from mxlstm.training.metrics import RegressionMetrics
 from mxlstm.training.objectives import Regression
+from mxlstm.training.selection import has_validation
 
 TASK = "series-regression"
 PRESETS = {TASK: {**SERIES_PRESETS["uea"], "data.name": "Tecator",
@@ -149,7 +150,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
             if valid.num_channels != train.num_channels:
                 raise DataError(f"validation data has {valid.num_channels} channels, "
                                 f"training data {train.num_channels}", path=valid.path)
-        elif cfg.data.valid_fraction == 0:  # no validation split (train.select=last)
+        elif not has_validation(cfg):  # no validation split (train.select=last)
             train, valid = train_all, None
         else:
             train_idx, valid_idx = _split(len(train_all), cfg.data.valid_fraction,

@@ -39,6 +39,7 @@ from mxlstm.tasks.base import (
     sequence_model,
 )
 from mxlstm.training.objectives import Classification
+from mxlstm.training.selection import has_validation
 
 # The series preset (tasks uea and vowels), chosen on GunPoint, ItalyPowerDemand, OSULeaf,
 # ACSF1 and JapaneseVowels at once (docs/results.md): a bidirectional LSTM beside an
@@ -190,7 +191,7 @@ def prepare(cfg: RunConfig, artefacts: dict | None = None,
         if valid.num_channels != train.num_channels:
             raise DataError(f"validation data has {valid.num_channels} channels, training "
                             f"data {train.num_channels}", path=valid.path)
-    elif cfg.data.valid_fraction == 0:  # no validation split (train.select=last)
+    elif not has_validation(cfg):  # no validation split (train.select=last)
         train, valid = train_all, None
     else:
         train_idx, valid_idx = stratified_split(train_all.labels, cfg.data.valid_fraction,

@@ -36,6 +36,7 @@ from mxlstm.tasks.base import (
     sequence_model,
 )
 from mxlstm.training.objectives import Classification
+from mxlstm.training.selection import has_validation
 
 PRESETS = {
     "text": {"model.embed_size": 128, "model.hidden_size": 128, "model.bidirectional": True,
@@ -55,7 +56,7 @@ def _load(cfg: RunConfig, training: bool = True
     ``training``: refuse class sets that cannot be learnt (one class, a class per row)."""
     d = cfg.data
     own_valid = training and bool(d.valid_path)  # all of the training part then trains
-    no_valid = training and not d.valid_path and d.valid_fraction == 0
+    no_valid = training and not has_validation(cfg)
     if not d.path:
         full = load_movie_reviews()
     else:
