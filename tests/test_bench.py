@@ -24,6 +24,7 @@ from mxlstm.bench.configs import (
     step_flops,
     train_gemms,
 )
+from mxlstm.kernels import build as kernel_build
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER = get_config("classifier")
@@ -193,3 +194,14 @@ def test_report_keeps_the_hand_written_part(tmp_path):
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\ngenerated 2\n") and "generated 1" not in text
     assert text.endswith(report.KEEP_MARKER + "\n\n## Latency\n\n0.66 ms\n")
+
+
+@pytest.mark.skipif(kernel_build.compiler() is None, reason="no C++ compiler")
+def test_gemm_ab_packed_products_equal_the_blas(capsys):
+    """The harness compiles against gemm.h and every variant equals OpenBLAS's product."""
+    from mxlstm.bench import gemm_ab
+    assert gemm_ab.main(["--repeats", "1", "13,40,9,nt", "20,7,33,tn"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("packed (B packed each call)" in ln for ln in lines)
+    for line in lines:
+        assert float(line.rsplit("max |diff| ", 1)[1]) < 1e-4
