@@ -182,6 +182,12 @@ class TrainConfig:
     progress: bool = opt(True, "tqdm progress bars")
     ensemble: int = opt(1, "train this many seeds (seed, seed+1, ...) and average their "
                         "probabilities / predictions", low=1, high=32)
+    small_data: int = opt(0, "a training split of fewer series than this trains on every "
+                          "series, keeps the final epoch and averages 3 seeds (train.select="
+                          "last, data.valid_fraction=0, train.ensemble=3; 0 = off; a "
+                          "preset's value is dropped when any of those keys, "
+                          "data.valid_path, train.epochs or train.max_batches is given)",
+                          low=0, high=100_000_000)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

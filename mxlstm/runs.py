@@ -165,6 +165,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     """
     options = RunOptions(resume, debug, extend_epochs, explicit, progress, quiet)
     out = Path(out)
+    cfg = tasks.resolve_small_data(cfg)  # reads the data: bad data stops here
     check_selection(cfg)  # e.g. data.valid_fraction=0 with train.select=best
     if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
         from mxlstm.ensemble import train_ensemble

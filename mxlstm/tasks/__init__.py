@@ -5,10 +5,13 @@ the config keys it does not read) and ``prepare(cfg, artefacts)`` returning a
 :class:`~mxlstm.tasks.base.Prepared`. ``artefacts`` is None when training
 (vocabulary, normalisation and label names are fitted on the training split) and the
 saved ``meta.json`` of a model directory when evaluating (nothing is refitted).
+A module may provide ``training_size(cfg)``, the number of training series before any
+validation split (read for ``train.small_data``).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +21,8 @@ from mxlstm.config_toml import describe, read_toml
 from mxlstm.errors import ConfigError
 from mxlstm.tasks import language_model, regression, sequences, synthetic, text
 from mxlstm.tasks.base import Prepared, check_model_size, model_tensors
+
+log = logging.getLogger(__name__)
 
 TASKS: dict[str, tuple[ModuleType, str]] = {
     "digits": (sequences, "digits"),
@@ -78,11 +83,39 @@ def user_config(task: str, config_file: str | Path | None = None,
     if cfg.train.min_steps and "train.min_steps" not in given and \
             given & {"train.epochs", "train.max_batches"}:  # the user chose the length
         cfg = apply_overrides(cfg, {"train.min_steps": 0}, "train.epochs given")
+    blocking = SMALL_DATA_KEYS | ({"train.epochs", "train.max_batches"}
+                                  if "train.small_data" not in given else set())
+    if cfg.train.small_data and given & blocking:  # the user chose the protocol
+        cfg = apply_overrides(cfg, {"train.small_data": 0},
+                              f"{sorted(given & blocking)[0]} given")
     ignored = ignored_keys(task)
     tokens = "model.embed_size" not in ignored
     check_model_size(cfg, model_tensors(cfg, cfg.model.embed_size if tokens else 1,
                                         language_model="model.tie_weights" not in ignored))
     return cfg
+
+
+# train.small_data: what a small training split gets, and the keys that choose otherwise
+SMALL_DATA_RULE = {"train.select": "last", "data.valid_fraction": 0.0, "train.ensemble": 3}
+SMALL_DATA_KEYS = frozenset({*SMALL_DATA_RULE, "data.valid_path"})
+
+
+def resolve_small_data(cfg: RunConfig) -> RunConfig:
+    """Apply ``train.small_data`` (run once, before training; the data is read to count
+    the training series): below the threshold the keys of :data:`SMALL_DATA_RULE`, logged.
+    Either way ``train.small_data`` becomes 0 in the returned (recorded) configuration,
+    so the run, its ensemble members and a resume see only the resolved keys."""
+    if not cfg.train.small_data:
+        return cfg
+    counter = getattr(task_module(cfg.task), "training_size", None)
+    size = counter(cfg) if counter is not None else None
+    if size is not None and size < cfg.train.small_data:
+        log.info("train.small_data=%d: %d training series, so %s", cfg.train.small_data, size,
+                 ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in SMALL_DATA_RULE.items()))
+        cfg = apply_overrides(cfg, SMALL_DATA_RULE,
+                              f"train.small_data ({size} training series)")
+    return apply_overrides(cfg, {"train.small_data": 0}, "train.small_data resolved")
 
 
 def config_file_text(cfg: RunConfig) -> str:

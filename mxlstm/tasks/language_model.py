@@ -41,7 +41,7 @@ PRESETS = {
 # Keys the language model does not read: its own BPTT batches (no loaders, augmentation or
 # buckets), a 90/5/5 cut (no valid_fraction), one direction, no classifier head.
 IGNORED = {"lm": SYNTHETIC_KEYS | COPY_KEYS | TEXT_FILE_KEYS | CLASSIFIER_KEYS | LOADER_KEYS
-           | SERIES_MODEL_KEYS | {"train.ensemble"}
+           | SERIES_MODEL_KEYS | {"train.ensemble", "train.small_data"}
            | {"data.name", "data.max_length", "data.valid_fraction", "data.normalize",
               "model.bidirectional", "model.input_projection"}}
 

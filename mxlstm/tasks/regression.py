@@ -94,6 +94,11 @@ def _splits(cfg: RunConfig) -> tuple[SequenceDataset, SequenceDataset]:
         raise ConfigError(f"data.name: {err}") from None
 
 
+def training_size(cfg: RunConfig) -> int:
+    """Series in the training split (validation included), for ``train.small_data``."""
+    return len(_splits(cfg)[0])
+
+
 class RegressionScores(RegressionMetrics):
     """MSE / MAE / RMSE plus ``r2`` = 1 - SSE / SST (SST around the targets' own mean)."""
 

@@ -38,7 +38,8 @@ NUM_SYMBOLS = 8
 # Generated data: no files, fields, vocabulary, split fraction or normalisation; adding
 # reads two numbers per step (no embedding), copy tags every step (no pooling).
 _NOT_SYNTHETIC = (FILE_KEYS | TEXT_FILE_KEYS | TOKEN_KEYS | LM_KEYS
-                  | {"data.name", "data.max_length", "data.valid_fraction", "data.normalize"})
+                  | {"data.name", "data.max_length", "data.valid_fraction", "data.normalize",
+                     "train.small_data"})
 IGNORED = {"adding": _NOT_SYNTHETIC | EMBEDDING_KEYS | COPY_KEYS | SERIES_MODEL_KEYS,
            "copy": _NOT_SYNTHETIC | SERIES_MODEL_KEYS | {"model.pooling"}}
 

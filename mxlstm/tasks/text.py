@@ -46,7 +46,7 @@ PRESETS = {
              "data.num_buckets": 8},
 }
 IGNORED = {"text": SYNTHETIC_KEYS | COPY_KEYS | LM_KEYS | SERIES_MODEL_KEYS
-                    | {"data.name", "data.normalize"}}
+                    | {"data.name", "data.normalize", "train.small_data"}}
 
 
 def _load(cfg: RunConfig, training: bool = True

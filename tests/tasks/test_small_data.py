@@ -1,0 +1,45 @@
+"""train.small_data: the series preset's protocol for training splits under 300 series
+(every series trains, the final epoch is kept, 3 seeds averaged), chosen from the data,
+recorded resolved, and dropped when the user chooses the protocol or the length."""
+
+from __future__ import annotations
+
+import logging
+
+from mxlstm.tasks import default_config, resolve_small_data, user_config
+
+
+def test_small_split_gets_the_small_data_protocol(caplog):
+    cfg = user_config("uea", flags={"data.name": "GunPoint"})
+    assert cfg.train.small_data == 300
+    with caplog.at_level(logging.INFO, logger="mxlstm.tasks"):
+        got = resolve_small_data(cfg)
+    assert (got.train.select, got.data.valid_fraction, got.train.ensemble) == ("last", 0.0, 3)
+    assert got.train.small_data == 0  # recorded resolved: members and resumes see the keys
+    assert "50 training series" in caplog.text
+    assert resolve_small_data(got) == got
+
+
+def test_a_split_at_or_above_the_threshold_keeps_validation_selection():
+    cfg = user_config("uea", flags={"data.name": "GunPoint", "train.small_data": 50})
+    got = resolve_small_data(cfg)
+    assert (got.train.select, got.data.valid_fraction, got.train.ensemble) == ("best", 0.2, 1)
+    assert got.train.small_data == 0
+
+
+def test_the_users_protocol_or_length_drops_the_presets_rule():
+    for flags in ({"train.epochs": 5}, {"train.max_batches": 3}, {"train.ensemble": 1},
+                  {"train.select": "best"}, {"data.valid_fraction": 0.3},
+                  {"data.valid_path": "v.ts"}):
+        cfg = user_config("uea", flags={"data.name": "GunPoint", **flags})
+        assert cfg.train.small_data == 0, flags
+    kept = user_config("uea", flags={"data.name": "GunPoint", "train.epochs": 5,
+                                     "train.small_data": 300})
+    assert resolve_small_data(kept).train.ensemble == 3  # given explicitly: kept
+
+
+def test_only_the_series_presets_use_it():
+    assert default_config("vowels").train.small_data == 300
+    assert default_config("series-regression").train.small_data == 300
+    for task in ("digits", "text", "lm", "adding"):
+        assert default_config(task).train.small_data == 0
