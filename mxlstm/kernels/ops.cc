@@ -269,16 +269,22 @@ class RnnState : public CustomStatefulOp {
     const float* c0 = lstm ? ptr(v[no + hi + 1]) : nullptr;
     const float* outs = ptr(v[no + ni]);
     float* dx = ptr(out->at(0));
-    float* ws = workspace(res, mxlstm::backward_ws_floats(s), "backward");
+    const long ws_floats = mxlstm::backward_ws_floats(s);
+    float* ws = workspace(res, ws_floats, "backward");
     if (!ws) return MX_FAIL;
     for (int d = 0; d < s.D; ++d) {
       mxlstm::DirParams p{ptr(v[no + 1 + 4 * d]), ptr(v[no + 2 + 4 * d]),
                           ptr(v[no + 3 + 4 * d]), ptr(v[no + 4 + 4 * d])};
       mxlstm::DirGrads g{ptr(out->at(1 + 4 * d)), ptr(out->at(2 + 4 * d)),
                          ptr(out->at(3 + 4 * d)), ptr(out->at(4 + 4 * d))};
-      mxlstm::backward_dir(s, d, ptr(v[no]), p, ptr(v[no + hi]), c0, len, outs,
-                           reserve_.data(), ptr(v[0]), ptr(v[1]), dcN, dx, d > 0, g,
-                           ptr(out->at(hi)), lstm ? ptr(out->at(hi + 1)) : nullptr, ws);
+      if (!mxlstm::backward_dir(s, d, ptr(v[no]), p, ptr(v[no + hi]), c0, len, outs,
+                                reserve_.data(), ptr(v[0]), ptr(v[1]), dcN, dx, d > 0, g,
+                                ptr(out->at(hi)), lstm ? ptr(out->at(hi + 1)) : nullptr, ws,
+                                ws + ws_floats)) {
+        MX_ERROR_MSG << "mxlstm_rnn: internal error: backward workspace too small for T="
+                     << s.T << " N=" << s.N << " C=" << s.C << " H=" << s.H;
+        return MX_FAIL;
+      }
     }
     if (op.lengths) {
       float* dl = ptr(out->at(hi + op.states()));

@@ -172,23 +172,39 @@ inline int chunk_steps(const Shape& s) {
   return std::max(1, std::min(s.T, 1024 / std::max(s.N, 1)));
 }
 
+// Rows of the last chunk backward runs (steps [0, s1)): T mod chunk_steps, or a whole chunk.
+inline int last_chunk_rows(const Shape& s) {
+  const int S = chunk_steps(s), rest = s.T % S;
+  return (rest ? rest : S) * s.N;
+}
+
+// Space for the packed right-hand side of one chunk's one-off products (dWh, dWx, dx).
+// Whether a product is packed depends on its depth (rows <= 64 are), so a short last chunk
+// can be packed where a whole one is not: both sizes count.
+inline long chunk_pack_floats(const Shape& s) {
+  long most = s.once_pack(s.gh(), s.C);
+  for (int r : {static_cast<int>(chunk_steps(s)) * s.N, last_chunk_rows(s)})
+    most = std::max({most, s.once_pack(r, s.H), s.once_pack(r, s.C)});
+  return most;
+}
+
 inline long backward_ws_floats(const Shape& s) {
   const long rows = static_cast<long>(chunk_steps(s)) * s.N;
-  const int r = static_cast<int>(rows);
   return rows * s.gh() * (s.mode == kGRU ? 2 : 1) + rows * (s.H + 2L * s.C) + 4L * s.N * s.H +
-         s.step_pack(s.gh(), s.H) +
-         std::max({s.once_pack(r, s.H), s.once_pack(r, s.C), s.once_pack(s.gh(), s.C)});
+         s.step_pack(s.gh(), s.H) + chunk_pack_floats(s);
 }
 
 // Backward of direction d. dout/dhN/dcN may be null (zero gradient); so may any output
-// gradient (not requested). dx is accumulated when `accumulate_dx`.
+// gradient (not requested). dx is accumulated when `accumulate_dx`. ws .. ws_end: the
+// workspace (backward_ws_floats); false (nothing written past it) if a product would not fit.
 // Chunk buffers are indexed by (step - first step of the chunk, n), so one step's rows are
 // contiguous with or without lengths; x, h' and dx rows are gathered / scattered by time.
-inline void backward_dir(const Shape& s, int d, const float* x, const DirParams& p,
+inline bool backward_dir(const Shape& s, int d, const float* x, const DirParams& p,
                          const float* h0, const float* c0, const std::vector<int>& len,
                          const float* out, const float* reserve, const float* dout,
                          const float* dhN, const float* dcN, float* dx, bool accumulate_dx,
-                         const DirGrads& g, float* dh0, float* dc0, float* ws) {
+                         const DirGrads& g, float* dh0, float* dc0, float* ws,
+                         const float* ws_end) {
   const int N = s.N, H = s.H, GH = s.gh(), RH = s.K * H, DH = s.D * H, T = s.T, C = s.C;
   const bool fwd = d == 0, lstm = s.mode == kLSTM, gru = s.mode == kGRU;
   const long tn = s.rows(), nh = static_cast<long>(N) * H, work = static_cast<long>(N) * GH;
@@ -282,6 +298,10 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
     // the chunk's weight-gradient products, accumulated over chunks
     const int rows = (s1 - s0) * N;
     const bool acc = !first_chunk;
+    for (int n : {H, C}) {  // never pack past the workspace (backward_ws_floats sizes it)
+      if (s.once_packed(rows, n) && space + packed_floats(rows, n) > ws_end) return false;
+    }
+    if (s.once_packed(GH, C) && space + packed_floats(GH, C) > ws_end) return false;
     if (g.dwh)
       matmul(GH, H, rows, Left{dG, GH, true}, hp, false, H, g.dwh, H, acc,
              s.once_packed(rows, H), space);
@@ -319,6 +339,7 @@ inline void backward_dir(const Shape& s, int d, const float* x, const DirParams&
   }
   if (dh0) std::memcpy(dh0 + d * nh, dh, sizeof(float) * nh);
   if (dc0 && lstm) std::memcpy(dc0 + d * nh, dc, sizeof(float) * nh);
+  return true;
 }
 
 }  // namespace mxlstm
