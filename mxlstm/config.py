@@ -186,7 +186,8 @@ class TrainConfig:
                           "series, keeps the final epoch and averages 3 seeds (train.select="
                           "last, data.valid_fraction=0, train.ensemble=3; 0 = off; a "
                           "preset's value is dropped when any of those keys, "
-                          "data.valid_path, train.epochs or train.max_batches is given)",
+                          "data.valid_path, train.epochs or train.max_batches is given "
+                          "and train.small_data is not)",
                           low=0, high=100_000_000)
 
 

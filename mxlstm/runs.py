@@ -165,7 +165,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     """
     options = RunOptions(resume, debug, extend_epochs, explicit, progress, quiet)
     out = Path(out)
-    cfg = tasks.resolve_small_data(cfg)  # reads the data: bad data stops here
+    cfg = _small_data_protocol(cfg, out, resume)
     check_selection(cfg)  # e.g. data.valid_fraction=0 with train.select=best
     if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
         from mxlstm.ensemble import train_ensemble
@@ -183,6 +183,21 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
         return _train_locked(cfg, out, options, kvstore, shard, lock)
     finally:
         lock.release()
+
+
+def _small_data_protocol(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
+    """``train.small_data`` resolved: from the data for a new run (reading it: bad data
+    stops here), from the recorded ``config.json`` for a resumed one (the run keeps the
+    protocol it started with)."""
+    if not cfg.train.small_data:
+        return cfg
+    if resume and (out / "config.json").is_file():
+        recorded = recorded_config(out)
+        keys = [*tasks.SMALL_DATA_RULE, "train.small_data"]
+        return apply_overrides(cfg, {k: getattr(getattr(recorded, k.split(".")[0]),
+                                                k.split(".")[1]) for k in keys},
+                               f"{out / 'config.json'}")
+    return tasks.resolve_small_data(cfg)
 
 
 def _train_locked(cfg, out: Path, options: RunOptions, kvstore, shard, lock: RunLock) -> dict:

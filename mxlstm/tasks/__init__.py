@@ -83,11 +83,10 @@ def user_config(task: str, config_file: str | Path | None = None,
     if cfg.train.min_steps and "train.min_steps" not in given and \
             given & {"train.epochs", "train.max_batches"}:  # the user chose the length
         cfg = apply_overrides(cfg, {"train.min_steps": 0}, "train.epochs given")
-    blocking = SMALL_DATA_KEYS | ({"train.epochs", "train.max_batches"}
-                                  if "train.small_data" not in given else set())
-    if cfg.train.small_data and given & blocking:  # the user chose the protocol
-        cfg = apply_overrides(cfg, {"train.small_data": 0},
-                              f"{sorted(given & blocking)[0]} given")
+    blocking = given & (SMALL_DATA_KEYS | {"train.epochs", "train.max_batches"})
+    if cfg.train.small_data and blocking and "train.small_data" not in given:
+        cfg = apply_overrides(cfg, {"train.small_data": 0},  # the user chose the protocol
+                              f"{sorted(blocking)[0]} given")
     ignored = ignored_keys(task)
     tokens = "model.embed_size" not in ignored
     check_model_size(cfg, model_tensors(cfg, cfg.model.embed_size if tokens else 1,

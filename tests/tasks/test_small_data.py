@@ -43,3 +43,21 @@ def test_only_the_series_presets_use_it():
     assert default_config("series-regression").train.small_data == 300
     for task in ("digits", "text", "lm", "adding"):
         assert default_config(task).train.small_data == 0
+
+
+def test_a_config_file_that_states_it_keeps_it_and_a_resume_keeps_the_runs_protocol(
+        tmp_path):
+    """A printed config (every key, train.small_data among them) reads back armed; a
+    resumed run keeps the protocol recorded in its config.json, not a new resolution."""
+    from mxlstm.runs import _small_data_protocol
+
+    every = {"train.small_data": 300, "train.select": "best", "train.ensemble": 1,
+             "data.valid_fraction": 0.2, "train.epochs": 80}
+    assert user_config("uea", flags={"data.name": "GunPoint", **every}).train.small_data == 300
+    recorded = user_config("uea", flags={"data.name": "GunPoint", "train.epochs": 3})
+    (tmp_path / "config.json").write_text(recorded.to_json())
+    armed = user_config("uea", flags={"data.name": "GunPoint"})
+    resumed = _small_data_protocol(armed, tmp_path, resume=True)
+    assert (resumed.train.select, resumed.train.ensemble, resumed.train.small_data) == (
+        "best", 1, 0)
+    assert _small_data_protocol(armed, tmp_path / "new", resume=False).train.ensemble == 3
