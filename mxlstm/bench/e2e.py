@@ -319,7 +319,7 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
         "",
         "A: `python -m mxlstm train --task T` (preset model, batch size, optimizer, clipping; "
         "tqdm on), the trainer's own sequences/s over the epochs after the first "
-        "(warm-up), from `metrics.jsonl`. B: `Fitter.train_step` on the same batches held in "
+        "(warm-up), from `metrics.jsonl`. B: `Fitter.issue_step` on the same batches held in "
         "memory, in the trainer's schedule (an untimed warm-up epoch; a validation pass "
         "before each timed epoch), ending with `mx.nd.waitall()`. "
         "Fresh processes, A B A B …; cells: median (min–max) over pairs. Overhead = trainer "
