@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     """
     options = RunOptions(resume, debug, extend_epochs, explicit, progress, quiet)
     out = Path(out)
-    cfg = _small_data_protocol(cfg, out, resume)
+    cfg = _small_data_protocol(cfg, out, resume, quiet)
     check_selection(cfg)  # e.g. data.valid_fraction=0 with train.select=best
     if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
         from mxlstm.ensemble import train_ensemble
@@ -185,19 +186,27 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
         lock.release()
 
 
-def _small_data_protocol(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
+def _small_data_protocol(cfg: RunConfig, out: Path, resume: bool,
+                         quiet: bool = False) -> RunConfig:
     """``train.small_data`` resolved: from the data for a new run (reading it: bad data
-    stops here), from the recorded ``config.json`` for a resumed one (the run keeps the
-    protocol it started with)."""
+    stops here; said on stderr, as the run's log starts later), from the recorded
+    ``config.json`` for a resumed one (the run keeps the protocol it started with)."""
     if not cfg.train.small_data:
         return cfg
-    if resume and (out / "config.json").is_file():
-        recorded = recorded_config(out)
-        keys = [*tasks.SMALL_DATA_RULE, "train.small_data"]
-        return apply_overrides(cfg, {k: getattr(getattr(recorded, k.split(".")[0]),
-                                                k.split(".")[1]) for k in keys},
-                               f"{out / 'config.json'}")
-    return tasks.resolve_small_data(cfg)
+    if not (resume and (out / "config.json").is_file()):
+        resolved = tasks.resolve_small_data(cfg)
+        if resolved.train.ensemble != cfg.train.ensemble and not quiet:
+            rule = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in tasks.SMALL_DATA_RULE.items())
+            print(f"mxlstm: fewer than train.small_data={cfg.train.small_data} training "
+                  f"series, so {rule} (every series trains; the final epochs of 3 seeds "
+                  f"are averaged)", file=sys.stderr)
+        return resolved
+    recorded = recorded_config(out)
+    keys = [*tasks.SMALL_DATA_RULE, "train.small_data"]
+    return apply_overrides(cfg, {k: getattr(getattr(recorded, k.split(".")[0]),
+                                            k.split(".")[1]) for k in keys},
+                           f"{out / 'config.json'}")
 
 
 def _train_locked(cfg, out: Path, options: RunOptions, kvstore, shard, lock: RunLock) -> dict:

@@ -61,3 +61,16 @@ def test_a_config_file_that_states_it_keeps_it_and_a_resume_keeps_the_runs_proto
     assert (resumed.train.select, resumed.train.ensemble, resumed.train.small_data) == (
         "best", 1, 0)
     assert _small_data_protocol(armed, tmp_path / "new", resume=False).train.ensemble == 3
+
+
+def test_the_rule_is_said_on_stderr_before_the_run_starts(tmp_path, capsys):
+    from mxlstm.runs import _small_data_protocol
+
+    armed = user_config("uea", flags={"data.name": "GunPoint"})
+    _small_data_protocol(armed, tmp_path, resume=False)
+    assert capsys.readouterr().err.strip() == (
+        "mxlstm: fewer than train.small_data=300 training series, so train.select=last, "
+        "data.valid_fraction=0, train.ensemble=3 (every series trains; the final epochs "
+        "of 3 seeds are averaged)")
+    _small_data_protocol(armed, tmp_path, resume=False, quiet=True)
+    assert capsys.readouterr().err == ""
