@@ -5,7 +5,8 @@
 // gradient is g_r (softmax(x_r) - onehot(y_r)): one pass, where log_softmax + pick in MXNet
 // is a dense gradient through pick and a log_softmax backward (~9% of an LM step).
 // Labels are floats, truncated to int and clipped to [0, K) (`pick`'s default mode).
-// A NaN (or +-inf) logit in a row makes its loss NaN, as log_softmax + pick would.
+// A NaN or +inf logit in a row makes its loss NaN, as log_softmax + pick would; a -inf
+// logit (a masked class) counts as probability 0 (e^-87 in the gradient).
 #pragma once
 
 #include <cmath>
@@ -21,7 +22,7 @@ inline int label_index(float y, int K) {
   return l < 0 ? 0 : (l >= K ? K - 1 : l);
 }
 
-// lse of one row; NaN when the row holds a NaN or an infinity.
+// lse of one row; NaN when the row holds a NaN or +inf.
 inline float row_lse(const float* x, int K) {
   float m = x[0];
   std::uint32_t special = 0;
@@ -29,7 +30,8 @@ inline float row_lse(const float* x, int K) {
   for (int k = 0; k < K; ++k) {
     std::uint32_t bits;
     std::memcpy(&bits, x + k, sizeof(bits));
-    special |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    special |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u &&
+                                          bits != 0xff800000u);  // all but -inf
     m = x[k] > m ? x[k] : m;
   }
   if (special) return std::nanf("");

@@ -103,11 +103,16 @@ def test_hybridized_equals_imperative():
 
 @needs_kernel
 def test_nan_or_inf_logit_gives_nan_loss_in_its_row_only():
-    x = np.zeros((3, 6), np.float32)
-    x[0, 2], x[2, 5] = np.nan, np.inf
-    loss = softmax_nll(mx.nd, mx.nd.array(x), mx.nd.array([1, 1, 1])).asnumpy()
+    """NaN and +inf make the row's loss NaN; -inf (a masked class) is probability 0, as in
+    log_softmax + pick."""
+    x = np.zeros((4, 6), np.float32)
+    x[0, 2], x[2, 5], x[3, 0] = np.nan, np.inf, -np.inf
+    loss = softmax_nll(mx.nd, mx.nd.array(x), mx.nd.array([1, 1, 1, 1])).asnumpy()
     assert np.isnan(loss[0]) and np.isnan(loss[2])
     assert loss[1] == pytest.approx(np.log(6), rel=1e-6)
+    want = mxnet_nll(mx.nd.array(x), mx.nd.array([1, 1, 1, 1])).asnumpy()
+    assert loss[3] == pytest.approx(np.log(5), rel=1e-6)
+    assert loss[3] == pytest.approx(want[3], rel=1e-5)
 
 
 def test_kernel_off_falls_back_to_log_softmax_and_pick(monkeypatch):
