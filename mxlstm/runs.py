@@ -202,11 +202,10 @@ def _small_data_protocol(cfg: RunConfig, out: Path, resume: bool,
                   f"series, so {rule} (every series trains; the final epochs of 3 seeds "
                   f"are averaged)", file=sys.stderr)
         return resolved
-    recorded = recorded_config(out)
+    recorded = recorded_config(out).to_dict()
     keys = [*tasks.SMALL_DATA_RULE, "train.small_data"]
-    return apply_overrides(cfg, {k: getattr(getattr(recorded, k.split(".")[0]),
-                                            k.split(".")[1]) for k in keys},
-                           f"{out / 'config.json'}")
+    return apply_overrides(cfg, {k: recorded[k.split(".")[0]][k.split(".")[1]] for k in keys},
+                           str(out / "config.json"))
 
 
 def _train_locked(cfg, out: Path, options: RunOptions, kvstore, shard, lock: RunLock) -> dict:

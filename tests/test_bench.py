@@ -25,6 +25,7 @@ from mxlstm.bench.configs import (
     train_gemms,
 )
 from mxlstm.kernels import build as kernel_build
+from mxlstm.kernels import status as kernels_status
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER = get_config("classifier")
@@ -205,3 +206,11 @@ def test_gemm_ab_packed_products_equal_the_blas(capsys):
     assert len(lines) == 2 and all("packed (B packed each call)" in ln for ln in lines)
     for line in lines:
         assert float(line.rsplit("max |diff| ", 1)[1]) < 1e-4
+
+
+@pytest.mark.skipif(kernels_status() is not None, reason="mxlstm kernel not built")
+def test_nll_ab_times_both_losses(capsys):
+    from mxlstm.bench import nll_ab
+    assert nll_ab.main(["--rows", "8", "--classes", "50", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(8 x 50) forward + backward: fused " in out and "log_softmax + pick " in out
