@@ -17,7 +17,6 @@ whole batches from one stream instead (:meth:`AugmentedDataset.for_loader`,
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +35,7 @@ from mxlstm.data.augment_base import (
     check_span,
 )
 from mxlstm.data.batching import epoch_seed
+from mxlstm.data.image_ops import rotate, rotate_images
 from mxlstm.errors import ConfigError, DataError
 
 __all__ = [
@@ -189,53 +189,6 @@ class PixelShift(Augmentation):
         x = _seq(x, (2,))
         dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=2)
         return _shift(_shift(x, int(dy), 0), int(dx), 1)
-
-
-@functools.lru_cache(maxsize=32)
-def _centred_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column offsets of every pixel from the centre of an ``(h, w)`` image
-    (read-only; cached, as images of one data set share their shape)."""
-    dy, dx = np.mgrid[0:h, 0:w].astype(np.float64)
-    dy, dx = dy - (h - 1) / 2.0, dx - (w - 1) / 2.0
-    dy.flags.writeable = dx.flags.writeable = False
-    return dy, dx
-
-
-def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate ``(rows, cols)`` about its centre, bilinear, zero outside.
-
-    Positive angles turn the picture clockwise as displayed (row 0 on top):
-    ``rotate(img, 90)`` equals ``np.rot90(img, -1)`` for a square image.
-    """
-    return rotate_images(np.asarray(image)[None], np.array([degrees]))[0]
-
-
-def rotate_images(images: np.ndarray, degrees: np.ndarray) -> np.ndarray:
-    """:func:`rotate` every image of ``images (B, H, W)`` by its angle ``degrees (B,)``:
-    float64 inside, float32 out."""
-    b, h, w = images.shape
-    theta = np.radians(np.asarray(degrees, dtype=np.float64))
-    cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    dy, dx = _centred_grid(h, w)
-    sy = cos * dy - sin * dx + cy  # (B, H, W): source position of every output pixel
-    sx = sin * dy + cos * dx + cx
-    y0, x0 = np.floor(sy), np.floor(sx)
-    fy, fx = sy - y0, sx - x0
-    # Each image inside a border of zeros: a neighbour outside the image, clamped into
-    # the border, reads 0 (one gather per neighbour, no masks).
-    padded = np.zeros((b, h + 2, w + 2), dtype=images.dtype)
-    padded[:, 1:-1, 1:-1] = images
-    flat = padded.reshape(b, -1)
-    y0, x0 = y0.astype(np.int64) + 1, x0.astype(np.int64) + 1
-    rows = [np.minimum(np.maximum(y0 + o, 0), h + 1) * (w + 2) for o in (0, 1)]
-    cols = [np.minimum(np.maximum(x0 + o, 0), w + 1) for o in (0, 1)]
-    out = np.zeros((b, h, w), dtype=np.float64)
-    for oy, ox, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
-                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        index = (rows[oy] + cols[ox]).reshape(b, -1)
-        out += np.take_along_axis(flat, index, axis=1).reshape(b, h, w) * weight
-    return out.astype(np.float32)
 
 
 class SmallRotation(Augmentation):

@@ -20,23 +20,12 @@ from typing import Any
 import numpy as np
 from mxnet import gluon
 
-from mxlstm.data.augment import PixelShift, SmallRotation, rotate_images
+from mxlstm.data.augment import PixelShift, SmallRotation
 from mxlstm.data.augment_base import Compose
+from mxlstm.data.batchify import PadBatchify
+from mxlstm.data.image_ops import rotate_images, shift_images
 
 BATCH_STREAM = 0x6261  # ("ba"): keeps batch streams apart from per-sample ones
-
-
-def shift_images(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Shift every image of ``images (B, H, W)`` by ``(dy[b], dx[b])`` pixels (down,
-    right; zero fill): ``_shift(_shift(img, dy, 0), dx, 1)`` of each image."""
-    b, h, w = images.shape
-    m = int(max(np.abs(dy).max(initial=0), np.abs(dx).max(initial=0), 0))
-    padded = np.zeros((b, h + 2 * m, w + 2 * m), dtype=images.dtype)
-    padded[:, m:m + h, m:m + w] = images
-    rows = np.arange(h)[None, :] - dy[:, None] + m  # (B, H): source row of each output row
-    cols = np.arange(w)[None, :] - dx[:, None] + m
-    rows, cols = np.clip(rows, 0, h + 2 * m - 1), np.clip(cols, 0, w + 2 * m - 1)
-    return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def _chosen(p: float, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,11 +57,22 @@ def batch_transforms(transform: Callable | None) -> list | None:
     return None
 
 
+def batch_stream(seed: int, epoch: int, indices: Sequence[int]) -> np.random.Generator:
+    """``default_rng([seed, epoch, BATCH_STREAM, *indices])``, the batch's stream. Keys
+    below 2**32 are one 32-bit word each of the seed's entropy, so they are handed over as
+    one uint32 array (the same entropy, the same stream; a list of 67 Python ints costs
+    ~0.2 ms to convert one by one)."""
+    keys = [int(seed), int(epoch), BATCH_STREAM, *map(int, indices)]
+    if min(keys) >= 0 and max(keys) < 2**32:
+        return np.random.default_rng(np.array(keys, dtype=np.uint32))
+    return np.random.default_rng(keys)
+
+
 def augment_batch(transforms: Sequence, images: np.ndarray, seed: int, epoch: int,
                   indices: Sequence[int]) -> np.ndarray:
     """Apply ``transforms`` to ``images (B, H, W)`` float32, samples ``indices`` of
     ``epoch``, from the batch stream described in the module docstring."""
-    rng = np.random.default_rng([int(seed), int(epoch), BATCH_STREAM, *map(int, indices)])
+    rng = batch_stream(seed, epoch, indices)
     for t in transforms:
         images = _apply(t, images, rng)
     return images
@@ -117,6 +117,10 @@ class BatchAugmentingBatchify:
         images = np.stack([np.asarray(s[0], dtype=np.float32) for s in samples])
         images = augment_batch(self.transforms, images, self.seed, epochs.pop(),
                                [index for _, index in tags])
+        if isinstance(self.inner, PadBatchify) and all(len(s) == 4 for s in samples):
+            # (image, label, length, tag): hand the stacked batch over as it is
+            return self.inner.stacked(images, [s[1] for s in samples],
+                                      [s[2] for s in samples])
         return self.inner([(images[k], *s[1:-1]) for k, s in enumerate(samples)])
 
 

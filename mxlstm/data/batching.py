@@ -1,9 +1,9 @@
 """Batching of variable-length sequences with GluonNLP, reproducible from a seed.
 
 Samples are ``(features, label, length)`` tuples: ``features`` is ``(T_i, C)`` float32 or
-``(T_i,)`` token ids. :func:`pad_batchify` pads them to the right, :func:`make_loader`
-builds a :class:`SeededDataLoader` whose order depends only on ``(seed, epoch)``, and
-:func:`lm_batches` lays out a token-id stream for truncated BPTT.
+``(T_i,)`` token ids. :func:`mxlstm.data.batchify.pad_batchify` pads them to the right,
+:func:`make_loader` builds a :class:`SeededDataLoader` whose order depends only on
+``(seed, epoch)``, and :func:`lm_batches` lays out a token-id stream for truncated BPTT.
 
 Epochs and worker processes: with ``num_workers > 0`` the dataset lives in forked worker
 processes, so calling ``dataset.set_epoch`` in the parent would not reach them. The
@@ -21,9 +21,9 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 from gluonnlp.data import FixedBucketSampler
-from gluonnlp.data.batchify import Pad, Stack, Tuple
 from mxnet import gluon
 
+from mxlstm.data.batchify import pad_batchify
 from mxlstm.errors import ConfigError, DataError
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "epoch_seed",
     "lm_batches",
     "make_loader",
-    "pad_batchify",
     "to_context",
 ]
 
@@ -77,72 +76,6 @@ class _EpochMixin:
         epoch = self._next_epoch
         self._next_epoch = epoch + 1
         return epoch
-
-
-class _Pad:
-    """Pad features to the right; stack labels and lengths (see :func:`pad_batchify`)."""
-
-    def __init__(self, pad_val: float, label_dtype: str) -> None:
-        self._label_dtype = label_dtype
-        self._with_length = Tuple(
-            Pad(axis=0, pad_val=pad_val), Stack(dtype=label_dtype), Stack(dtype="float32")
-        )
-        self._without_length = Tuple(
-            Pad(axis=0, pad_val=pad_val, ret_length=True), Stack(dtype=label_dtype)
-        )
-
-    def __call__(self, samples: Sequence[tuple]) -> tuple[mx.nd.NDArray, ...]:
-        width = len(samples[0])
-        if width not in (2, 3) or any(len(s) != width for s in samples):
-            raise DataError("samples must all be (features, label[, length]) tuples")
-        if width == 2:
-            (x, length), label = self._without_length(samples)
-            return x, label, length.astype("float32")
-        sizes = [len(s[0]) for s in samples]
-        lengths = np.asarray([s[2] for s in samples])
-        bad = np.flatnonzero(~((lengths >= 1) & (lengths <= np.asarray(sizes))))
-        if bad.size:
-            i = int(bad[0])
-            raise DataError(
-                f"sample {i} of the batch: length {samples[i][2]} outside 1..{sizes[i]}")
-        first = samples[0][0]
-        if isinstance(first, np.ndarray) and all(
-                isinstance(s[0], np.ndarray) and s[0].shape == first.shape for s in samples):
-            return self._stacked(samples, first.dtype, lengths)  # nothing to pad
-        return self._with_length(samples)
-
-    def _stacked(self, samples: Sequence[tuple], dtype: Any,
-                 lengths: np.ndarray) -> tuple[mx.nd.NDArray, ...]:
-        """What ``Tuple(Pad, Stack, Stack)`` gives for features of one shape (same values
-        and dtypes), on ``cpu(0)``: fresh numpy arrays handed over without a copy
-        (``mx.nd.from_numpy``), ~5x faster than ``mx.nd.array`` into shared memory."""
-        x = np.stack([s[0] for s in samples]).astype(dtype, copy=False)
-        labels = np.asarray([s[1] for s in samples]).astype(self._label_dtype)
-        return tuple(mx.nd.from_numpy(np.ascontiguousarray(a), zero_copy=True)
-                     for a in (x, labels, lengths.astype(np.float32)))
-
-
-def pad_batchify(pad_val: float = 0.0, label_dtype: str = "int32") -> _Pad:
-    """A ``batchify_fn`` that right-pads sequences of different lengths.
-
-    Parameters
-    ----------
-    pad_val : float, default 0.0
-        Value written after each sequence's end (use the padding id for tokens).
-    label_dtype : str, default "int32"
-        Dtype of the stacked labels ("float32" for regression).
-
-    Returns
-    -------
-    callable
-        Maps samples ``(features (T_i, C) | ids (T_i,), label, length)`` to
-        ``(x (N, T_max, C) | (N, T_max), label (N,), valid_length (N,) float32)``, built from
-        ``gluonnlp.data.batchify.Tuple(Pad, Stack, Stack)``. ``x`` keeps the features'
-        dtype. Two-field samples ``(features, label)`` get ``valid_length = T_i``. Arrays
-        come back on ``cpu_shared(0)``, or ``cpu(0)`` when all features share one shape
-        (nothing to pad): move them with :func:`to_context`.
-    """
-    return _Pad(pad_val, label_dtype)
 
 
 def to_context(batch: Any, ctx: mx.Context) -> Any:

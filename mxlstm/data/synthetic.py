@@ -153,7 +153,7 @@ def as_dataset(x: np.ndarray, y: np.ndarray) -> gluon.data.ArrayDataset:
     -------
     gluon.data.ArrayDataset
         Items ``(x[i], y[i], T)`` with ``T`` as float32, ready for
-        :func:`mxlstm.data.batching.pad_batchify`.
+        :func:`mxlstm.data.batchify.pad_batchify`.
     """
     x = np.asarray(x)
     y = np.asarray(y)

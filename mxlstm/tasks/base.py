@@ -13,7 +13,8 @@ from mxlstm.blocks.models import SequenceModel
 from mxlstm.config import RunConfig
 from mxlstm.data.augment import AugmentedDataset
 from mxlstm.data.augment_spec import build_augmentation
-from mxlstm.data.batching import make_loader, pad_batchify
+from mxlstm.data.batchify import pad_batchify
+from mxlstm.data.batching import make_loader
 from mxlstm.errors import ConfigError, DataError
 from mxlstm.tasks.spec import TaskSpec
 from mxlstm.training.objectives import Objective

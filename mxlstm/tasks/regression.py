@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mxlstm.config import RunConfig
-from mxlstm.data.batching import pad_batchify
+from mxlstm.data.batchify import pad_batchify
 from mxlstm.data.fileio import require_file
 from mxlstm.data.sources import (
     UEA_REGRESSION,

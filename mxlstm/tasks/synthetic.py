@@ -10,7 +10,7 @@ from __future__ import annotations
 from mxnet import gluon
 
 from mxlstm.config import RunConfig
-from mxlstm.data.batching import pad_batchify
+from mxlstm.data.batchify import pad_batchify
 from mxlstm.data.synthetic import adding_problem, copy_memory
 from mxlstm.tasks.base import (
     COPY_KEYS,

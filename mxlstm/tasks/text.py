@@ -12,7 +12,7 @@ from gluonnlp import Vocab
 from mxnet import gluon
 
 from mxlstm.config import RunConfig
-from mxlstm.data.batching import pad_batchify
+from mxlstm.data.batchify import pad_batchify
 from mxlstm.data.text import (
     PAD,
     UNK,

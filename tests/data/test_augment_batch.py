@@ -8,25 +8,21 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from mxlstm.data.augment import (
-    AugmentedDataset,
-    Jitter,
-    PixelShift,
-    SmallRotation,
-    rotate,
-    rotate_images,
-)
+from mxlstm.data.augment import AugmentedDataset, Jitter, PixelShift, SmallRotation
 from mxlstm.data.augment_base import Compose, _shift
 from mxlstm.data.augment_batch import (
     BATCH_STREAM,
     BatchAugmentingBatchify,
     TaggedView,
     augment_batch,
+    batch_stream,
     batch_transforms,
-    shift_images,
     unaugmented,
 )
-from mxlstm.data.batching import make_loader, pad_batchify
+from mxlstm.data.batchify import pad_batchify
+from mxlstm.data.batching import make_loader
+from mxlstm.data.image_ops import rotate, rotate_images, shift_images
+from mxlstm.errors import DataError
 
 
 def images(n: int, shape=(7, 5), seed: int = 0) -> np.ndarray:
@@ -94,6 +90,29 @@ def test_augment_batch_is_the_per_image_transforms_with_the_batch_streams_draws(
     assert np.array_equal(got, again)
     assert not np.array_equal(got, augment_batch([shift, turn], x, 4, 3, idx))
     assert np.array_equal(augment_batch([SmallRotation(10, p=0.0)], x, 4, 2, idx), x)
+
+
+@pytest.mark.parametrize("seed", [4, 2**32 + 5])
+def test_the_batch_stream_is_default_rng_of_the_documented_key_list(seed):
+    idx = [0, 7, 2**31, 2**32 - 1]  # the uint32 array form holds keys below 2**32 only
+    expected = np.random.default_rng([seed, 3, BATCH_STREAM, *idx]).random(8)
+    assert np.array_equal(batch_stream(seed, 3, idx).random(8), expected)
+
+
+def test_a_stacked_batch_is_handed_over_as_the_samples_would_be():
+    x, pad = images(6, (8, 8)), pad_batchify()
+    labels, lengths = list(range(6)), [8, 8, 3, 8, 1, 8]
+    via_samples = pad([(x[k], labels[k], lengths[k]) for k in range(6)])
+    stacked = pad.stacked(x, labels, lengths)
+    for a, b in zip(via_samples, stacked, strict=True):
+        assert a.dtype == b.dtype and a.context == b.context
+        assert np.array_equal(a.asnumpy(), b.asnumpy())
+    with pytest.raises(DataError, match="sample 2 of the batch: length 9 outside 1..8"):
+        pad.stacked(x, labels, [8, 8, 9, 8, 1, 8])
+    samples = [(x[k], labels[k], lengths[k], (0, k)) for k in range(6)]
+    fast = BatchAugmentingBatchify([PixelShift(1)], 0, pad)(samples)
+    slow = BatchAugmentingBatchify([PixelShift(1)], 0, lambda s: pad(list(s)))(samples)
+    assert all(np.array_equal(a.asnumpy(), b.asnumpy()) for a, b in zip(fast, slow))
 
 
 def test_only_image_transforms_have_a_batch_form():

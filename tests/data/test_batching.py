@@ -1,3 +1,4 @@
+import gc
 import pickle
 
 import gluonnlp as nlp
@@ -6,12 +7,12 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
+from mxlstm.data.batchify import hand_over, pad_batchify
 from mxlstm.data.batching import (
     EpochIndex,
     SeededBucketSampler,
     lm_batches,
     make_loader,
-    pad_batchify,
     to_context,
 )
 from mxlstm.errors import ConfigError, DataError
@@ -165,6 +166,24 @@ def test_batches_of_one_shape_equal_gluonnlps_and_skip_shared_memory():
             assert np.array_equal(a.asnumpy(), b.asnumpy())
     with pytest.raises(DataError, match=r"sample 1 of the batch: length 5.0 outside 1..4"):
         pad([samples[0], (samples[1][0], 0, np.float32(5))])
+
+
+def test_hand_over_shares_memory_outlives_the_numpy_name_and_freezes_it():
+    for dtype in (np.float32, np.float64, np.int32, np.int64):
+        array = np.arange(24, dtype=dtype).reshape(2, 3, 4)[:, ::-1]  # not contiguous
+        out = hand_over(array)
+        assert out.dtype == dtype and out.context == mx.cpu() and out.shape == (2, 3, 4)
+        assert np.array_equal(out.asnumpy(), array)
+    fresh = np.ones((3, 5), np.float32)
+    out = hand_over(fresh)
+    assert not fresh.flags.writeable  # the batch cannot change under a queued operator
+    with pytest.raises(ValueError):
+        fresh[0, 0] = 7
+    again = hand_over(fresh)  # a read-only array is copied first
+    del fresh
+    gc.collect()
+    total = (out * 2 + again).sum().asscalar()  # the memory is still alive
+    assert total == 45.0
 
 
 def test_to_context_moves_batches_off_cpu_shared():

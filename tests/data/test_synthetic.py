@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from mxlstm.data.batching import pad_batchify
+from mxlstm.data.batchify import pad_batchify
 from mxlstm.data.synthetic import (
     ADDING_BASELINE_MSE,
     adding_problem,
