@@ -12,8 +12,8 @@ alternate A B A B ... (same thread variables, :func:`mxlstm.bench.driver.bench_e
   accumulation, tqdm and logging, and nothing else (validation and checkpoints are
   outside it). ``M = ceil(N / batches per epoch)``, so at least ``N`` batches are timed.
 * **B, the bare step**: the same preparation (``tasks.prepare``, ``runs.init_model``,
-  ``Fitter.make_trainer``), then ``Fitter.issue_step`` (forward, loss, backward, clip,
-  update; each step's loss read back once the next is queued, as the trainer does) on
+  ``Fitter.make_trainer``), then ``Fitter.queued_steps`` (forward, loss, backward, clip,
+  update; each step's loss read back once the next is queued: the trainer's own loop) on
   the very batches A trains on (same seed and epochs, so
   the same order, augmentation and shapes), all loaded into memory before the clock
   starts, in A's schedule: the warm-up epoch's batches untimed, then per timed epoch an
@@ -168,7 +168,7 @@ def _signature(batch) -> tuple:
 
 def bare_step(task: str, batches: int, epochs: int, extra: dict[str, str] | None = None,
               one_batch: bool = False) -> dict[str, Any]:
-    """B: ``Fitter.train_step`` on A's batches held in memory, in A's epoch schedule (see
+    """B: ``Fitter.queued_steps`` on A's batches held in memory, in A's epoch schedule (see
     the module docstring); times the timed epochs' steps and, separately, their loading."""
     import mxnet as mx
 
@@ -215,19 +215,11 @@ def bare_step(task: str, batches: int, epochs: int, extra: dict[str, str] | None
             seed_everything(cfg.train.seed, epoch)
             prepared.objective.begin_epoch(contexts)
             start = time.perf_counter()
-            previous = None  # as the trainer: a step's loss is read once the next is queued
-            losses = []
-            for batch in epoch_batches:
-                step += 1
-                current = fitter.issue_step(batch, step)
-                if previous is not None:
-                    losses.append(previous.result())
-                previous = current
-                if epoch >= WARMUP_EPOCHS:
-                    items += batch[0].shape[0]
-            if previous is not None:
-                losses.append(previous.result())
+            losses = [done for _, done in fitter.queued_steps(epoch_batches, step)
+                      if done is not None]  # as the trainer steps, minus loading and tqdm
+            step += len(epoch_batches)
             if epoch >= WARMUP_EPOCHS:
+                items += sum(batch[0].shape[0] for batch in epoch_batches)
                 for loss, k in losses:
                     if k:
                         total, n = total + loss, n + k
@@ -319,8 +311,9 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
         "",
         "A: `python -m mxlstm train --task T` (preset model, batch size, optimizer, clipping; "
         "tqdm on), the trainer's own sequences/s over the epochs after the first "
-        "(warm-up), from `metrics.jsonl`. B: `Fitter.issue_step` on the same batches held in "
-        "memory, in the trainer's schedule (an untimed warm-up epoch; a validation pass "
+        "(warm-up), from `metrics.jsonl`. B: `Fitter.queued_steps` (the trainer's step "
+        "loop) on the same batches held in memory, in the trainer's schedule (an untimed "
+        "warm-up epoch; a validation pass "
         "before each timed epoch), ending with `mx.nd.waitall()`. "
         "Fresh processes, A B A B …; cells: median (min–max) over pairs. Overhead = trainer "
         "time per batch − bare step time per batch; loading = the task's loader alone "

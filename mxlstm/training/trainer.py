@@ -10,10 +10,12 @@ with the same parameters as an uninterrupted one (on CPU).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +302,23 @@ class Fitter:
         if state["stopped_early"]:
             log.info("early stopping: no improvement for %d epochs", state["bad_epochs"])
 
+    def queued_steps(self, batches: Iterable, step: int) -> Iterator[tuple[Any, tuple | None]]:
+        """Train on every batch of ``batches`` (global steps ``step + 1``, ...), reading each
+        step's loss only once the next step is queued, so that loading the next batch
+        overlaps the engine's work on this one (the same result as waiting at every step).
+
+        Yields ``(batch, done)`` after queueing each batch's step, ``done`` the previous
+        step's ``(summed loss, item count)`` (None for the first), then ``(None, done)`` for
+        the last step."""
+        previous: PendingLoss | None = None
+        for batch in batches:
+            step += 1
+            pending = self.issue_step(batch, step)
+            yield batch, None if previous is None else previous.result()
+            previous = pending
+        if previous is not None:
+            yield None, previous.result()
+
     def _train_epoch(self, loader, epoch: int, state: dict) -> dict:
         seed_everything(self.cfg.seed, epoch)
         if hasattr(loader, "set_epoch"):
@@ -307,24 +326,16 @@ class Fitter:
         self.objective.begin_epoch(self.contexts)
         loss_sum, count, items, start = 0.0, 0.0, 0, time.perf_counter()
         bar = self.progress.phase(loader, "train", self._steps, epoch)
-        previous: PendingLoss | None = None
-        for index, batch in enumerate(bar):
-            if self.cfg.max_batches and index >= self.cfg.max_batches:
-                break
-            pending = self.issue_step(batch, state["global_step"] + 1)
-            state["global_step"] += 1
-            items += batch[0].shape[0]
-            if previous is not None:  # read while this step runs: the loader overlaps it
-                loss, n = previous.result()
-                if n:
-                    loss_sum, count = loss_sum + loss, count + n
+        batches = itertools.islice(bar, self.cfg.max_batches or None)
+        for batch, done in self.queued_steps(batches, state["global_step"]):
+            if batch is not None:
+                state["global_step"] += 1
+                items += batch[0].shape[0]
+            if done is not None and done[1]:
+                loss_sum, count = loss_sum + done[0], count + done[1]
+            if batch is not None and done is not None:
                 bar.set(loss=f"{loss_sum / max(count, 1):.4f}",
                         seq_s=f"{items / (time.perf_counter() - start):.0f}")
-            previous = pending
-        if previous is not None:
-            loss, n = previous.result()
-            if n:
-                loss_sum, count = loss_sum + loss, count + n
         bar.close()
         seconds = time.perf_counter() - start
         return {"epoch": epoch + 1, "step": state["global_step"],

@@ -114,3 +114,22 @@ def test_queued_steps_equal_waiting_at_every_step(tmp_path):
         np.testing.assert_array_equal(value.data().asnumpy(), queued[key], err_msg=key)
     mean = sum(t for t, _ in losses) / sum(n for _, n in losses)
     assert state["history"][0]["train_loss"] == pytest.approx(mean, rel=1e-12)
+
+
+def test_each_loss_is_read_only_after_the_next_step_is_queued(tmp_path, monkeypatch):
+    """The order the engine overlap needs: step k's loss is read (the only wait of a step)
+    after step k + 1 is issued, in fit() and so in the e2e benchmark's bare step."""
+    from mxlstm.training import trainer
+
+    events = []
+    issue, result = trainer.Fitter.issue_step, trainer.PendingLoss.result
+    monkeypatch.setattr(trainer.Fitter, "issue_step", lambda self, batch, step: (
+        events.append(("issue", step)), issue(self, batch, step))[1])
+    monkeypatch.setattr(trainer.PendingLoss, "result", lambda self: (
+        events.append(("read", self.step)), result(self))[1])
+    loader = data()  # 4 batches
+    model, cfg = make([mx.cpu()], epochs=1, max_batches=3, select="last")
+    Fitter(model, Classification(2), cfg, tmp_path, [mx.cpu()]).fit(loader, None, len(loader))
+    assert events == [("issue", 1), ("issue", 2), ("read", 1), ("issue", 3), ("read", 2),
+                      ("read", 3)]
+
