@@ -28,6 +28,7 @@ from mxlstm.data.sources import (
     uea_path,
 )
 from mxlstm.errors import ConfigError, DataError
+from mxlstm.tasks import split_handoff
 from mxlstm.tasks.base import Prepared, loaders, sequence_model
 from mxlstm.tasks.sequences import IGNORED as SERIES_IGNORED
 from mxlstm.tasks.sequences import PRESETS as SERIES_PRESETS
@@ -96,7 +97,7 @@ def _splits(cfg: RunConfig) -> tuple[SequenceDataset, SequenceDataset]:
 
 def training_size(cfg: RunConfig) -> int:
     """Series in the training split (validation included), for ``train.small_data``."""
-    return len(_splits(cfg)[0])
+    return split_handoff.count_training(cfg, _splits)  # kept for prepare: read once
 
 
 class RegressionScores(RegressionMetrics):
@@ -139,7 +140,7 @@ class ScaledRegression(Regression):
 
 def prepare(cfg: RunConfig, artefacts: dict | None = None,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
-    train_all, test = _splits(cfg)
+    train_all, test = split_handoff.read_splits(cfg, _splits)
     if len(test) == 0 or len(train_all) < 2:
         raise DataError(f"too few series ({len(train_all)}) for a training and a test "
                         f"split", path=cfg.data.path or None)

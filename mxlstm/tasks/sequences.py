@@ -27,6 +27,7 @@ from mxlstm.data.sources import (
 )
 from mxlstm.data.validate import check_classes, index_labels
 from mxlstm.errors import ConfigError, DataError
+from mxlstm.tasks import split_handoff
 from mxlstm.tasks.base import (
     COPY_KEYS,
     EMBEDDING_KEYS,
@@ -153,7 +154,7 @@ def _splits(cfg: RunConfig) -> tuple[SequenceDataset, SequenceDataset]:
 
 def training_size(cfg: RunConfig) -> int:
     """Series in the training split (validation included), for ``train.small_data``."""
-    return len(_splits(cfg)[0])
+    return split_handoff.count_training(cfg, _splits)  # kept for prepare: read once
 
 
 def _align_labels(test: SequenceDataset, names: list[str]) -> SequenceDataset:
@@ -173,7 +174,7 @@ def _align_labels(test: SequenceDataset, names: list[str]) -> SequenceDataset:
 
 def prepare(cfg: RunConfig, artefacts: dict | None = None,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
-    train_all, test = _splits(cfg)
+    train_all, test = split_handoff.read_splits(cfg, _splits)
     if not artefacts:  # one class, more classes than series, ...: refused before training
         check_classes(train_all.labels, train_all.label_names, train_all.path or None,
                       what="series")

@@ -74,3 +74,32 @@ def test_the_rule_is_said_on_stderr_before_the_run_starts(tmp_path, capsys):
         "of 3 seeds are averaged)")
     _small_data_protocol(armed, tmp_path, resume=False, quiet=True)
     assert capsys.readouterr().err == ""
+
+
+def test_a_users_file_is_read_once_for_the_count_and_the_run(tmp_path, monkeypatch):
+    """The splits read to count training series go to the prepare that follows (once);
+    a changed file, or a second prepare, reads the file again."""
+    import numpy as np
+
+    from mxlstm import tasks
+    from mxlstm.tasks import sequences
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "own.npz"
+    np.savez(path, x=rng.normal(size=(40, 12, 1)).astype(np.float32),
+             y=np.arange(40) % 2)
+    reads = []
+    original = sequences.read_series_file
+    monkeypatch.setattr(sequences, "read_series_file",
+                        lambda p: (reads.append(p), original(p))[1])
+    cfg = resolve_small_data(user_config("uea", flags={"data.path": str(path)}))
+    assert cfg.train.ensemble == 3 and len(reads) == 1
+    first = tasks.prepare(cfg)
+    assert len(reads) == 1  # handed over, not read again
+    tasks.prepare(cfg)
+    assert len(reads) == 2  # nothing kept for a second prepare: no shared objects
+    resolve_small_data(user_config("uea", flags={"data.path": str(path)}))
+    np.savez(path, x=rng.normal(size=(40, 12, 1)).astype(np.float32), y=np.arange(40) % 2)
+    tasks.prepare(cfg)
+    assert len(reads) == 4  # the file changed after the count: read afresh
+    assert first.steps_per_epoch > 0
