@@ -214,3 +214,49 @@ def test_nll_ab_times_both_losses(capsys):
     assert nll_ab.main(["--rows", "8", "--classes", "50", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "(8 x 50) forward + backward: fused " in out and "log_softmax + pick " in out
+
+
+def test_benchmarks_run_with_glibc_huge_pages_for_every_framework(monkeypatch):
+    from mxlstm.bench import driver
+
+    assert driver.with_huge_pages(None) == "glibc.malloc.hugetlb=1"
+    assert driver.with_huge_pages("glibc.malloc.arena_max=2") == \
+        "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    assert driver.with_huge_pages("glibc.malloc.hugetlb=0") == "glibc.malloc.hugetlb=0"
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert driver.bench_env(2)["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+
+
+HUGE_PAGE_PROBE = """
+import ctypes, re
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+buffer = libc.malloc(64 << 20)
+ctypes.memset(buffer, 1, 64 << 20)
+rollup = open("/proc/self/smaps_rollup").read()
+print(re.search(r"AnonHugePages:\\s+(\\d+)", rollup).group(1))
+"""
+
+
+def _huge_pages_possible() -> bool:
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        version = os.confstr("CS_GNU_LIBC_VERSION").split()[1]
+    except (OSError, ValueError, AttributeError, IndexError):
+        return False
+    return "[never]" not in mode and tuple(map(int, version.split(".")[:2])) >= (2, 35)
+
+
+@pytest.mark.skipif(not _huge_pages_possible(), reason="needs glibc >= 2.35 and THP")
+def test_the_tunable_backs_a_large_malloc_with_huge_pages():
+    from mxlstm.bench.driver import bench_env
+
+    def huge_kib(env):
+        out = subprocess.run([sys.executable, "-c", HUGE_PAGE_PROBE], env=env, check=True,
+                             capture_output=True, text=True, timeout=60)
+        return int(out.stdout.split()[-1])
+
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if "[madvise]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text():
+        assert huge_kib(plain) == 0  # THP only where asked for: not without the tunable
+    assert huge_kib(bench_env(1)) >= 32 * 1024  # most of the 64 MiB buffer

@@ -35,20 +35,40 @@ from mxlstm.bench.configs import CONFIGS, IMPLS, MODES, MXNET_IMPLS, get_config,
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+# glibc (>= 2.35) backs large malloc'd buffers with transparent huge pages: 2 MiB page
+# faults instead of 4 KiB ones. MXNet 1.9 pools no CPU memory, so an LM step's (N*T, V)
+# logits (45 MB) are mmap'ed and faulted in afresh at every step; on these virtual machines
+# that costs LM inference ~1.3-1.6x (docs/benchmarks.md). Set for every framework alike.
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
+
+
+def with_huge_pages(tunables: str | None) -> str:
+    """``GLIBC_TUNABLES`` with :data:`HUGE_PAGES` (a ``hugetlb`` the user set is kept)."""
+    items = [t for t in (tunables or "").split(":") if t]
+    if not any(t.startswith("glibc.malloc.hugetlb=") for t in items):
+        items.append(HUGE_PAGES)
+    return ":".join(items)
+
+
 def bench_env(threads: int) -> dict[str, str]:
-    """This environment with the same thread count for every framework."""
+    """This environment with the same thread count and malloc settings for every
+    framework."""
     env = dict(os.environ)
     env.update({var: str(threads) for var in THREAD_VARS})
     env["MXNET_CPU_WORKER_NTHREADS"] = "1"
+    env["GLIBC_TUNABLES"] = with_huge_pages(env.get("GLIBC_TUNABLES"))
     root = str(torch_runner.REPO_ROOT)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 
 def _ensure_threads(threads: int) -> None:
-    """Re-exec with the thread variables set (MXNet reads them when it is imported)."""
+    """Re-exec with the thread variables and ``GLIBC_TUNABLES`` set (MXNet reads the
+    former when it is imported, glibc the latter when the process starts)."""
     if all(os.environ.get(var) == str(threads) for var in THREAD_VARS) \
-            and os.environ.get("MXNET_CPU_WORKER_NTHREADS") == "1":
+            and os.environ.get("MXNET_CPU_WORKER_NTHREADS") == "1" \
+            and os.environ.get("GLIBC_TUNABLES") == with_huge_pages(
+                os.environ.get("GLIBC_TUNABLES")):
         return
     os.execve(sys.executable, [sys.executable, "-m", "mxlstm.bench", *sys.argv[1:]],
               bench_env(threads))
