@@ -206,7 +206,9 @@ def render(meta: dict[str, Any], cfgs: list[BenchConfig], summary: dict[str, Any
         "ends with `mx.nd.waitall()`. PyTorch runs eagerly (`nn.LSTM` is one fused op). "
         "Same seed, same fixed batch (numpy), same thread count (`OMP_NUM_THREADS`, "
         "`MKL_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MXNET_CPU_WORKER_NTHREADS=1`, "
-        "`torch.set_num_threads`). Adam, lr 1e-3, float32.",
+        "`torch.set_num_threads`), the same malloc settings "
+        "(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: large buffers on transparent huge "
+        "pages, for every framework). Adam, lr 1e-3, float32.",
         "- Rows: mxlstm `LSTM(..., fused=True)` (MXNet's RNN operator, oneDNN), "
         "`fused=False` (gate-level cell in `contrib.foreach`), bare `gluon.rnn.LSTM`, "
         "PyTorch CPU `nn.LSTM`.",
