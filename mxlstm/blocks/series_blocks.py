@@ -77,12 +77,22 @@ class ConvBranch(HybridBlock):
 
     def hybrid_forward(self, F, x, valid_length):
         mask = F.swapaxes(step_mask(F, x, valid_length), 1, 2)  # (N, 1, T)
-        h = F.broadcast_mul(F.swapaxes(x, 1, 2), mask)  # (N, C, T)
+        spread = {}  # the mask at each layer width, built once per width
+
+        def masked(h, width):
+            # h (N, width, T) * the mask spread to h's shape, out of the gradient: the
+            # backward of a broadcast multiply also sums ograd * h over the channels for
+            # the mask, which took 35% of an ACSF1 training step (docs/benchmarks.md)
+            if width not in spread:
+                spread[width] = F.BlockGrad(F.broadcast_like(mask, h))
+            return F.elemwise_mul(h, spread[width])
+
+        h = masked(F.swapaxes(x, 1, 2), "input")  # (N, C, T)
         for k in range(0, len(self.layers), 3):
             conv, norm, act = self.layers[k], self.layers[k + 1], self.layers[k + 2]
             out = conv(h)
             # even kernels pad one step more on the right than 'same' needs: keep T steps
             out = F.slice_like(out, h, axes=(2,))
-            h = F.broadcast_mul(act(norm(out)), mask)
+            h = masked(act(norm(out)), self.filters[k // 3])
         total = F.sum(h, axis=2)
         return F.broadcast_div(total, F.reshape(valid_length, shape=(-1, 1)))

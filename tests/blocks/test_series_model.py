@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mxlstm.blocks.series_blocks import SeriesZNorm
+from mxlstm.blocks.series_blocks import ConvBranch, SeriesZNorm, step_mask
 from mxlstm.blocks.series_model import SeriesModel, average_steps, stride_for, window_steps
 from mxlstm.errors import ConfigError
 
@@ -192,3 +192,50 @@ def test_fine_branch_adds_the_features_of_a_second_branch_at_its_resolution():
     assert fine == set(model.conv_fine.collect_params())  # weights of its own
     assert "second convolutional branch" in model.streaming_refusal()
     assert SeriesModel(3, 4, fine_stride=1).conv_fine is None  # no filters: no branch
+
+
+class _BroadcastMaskBranch(ConvBranch):
+    """ConvBranch as first written: the mask multiplied by broadcasting (the reference)."""
+
+    def hybrid_forward(self, F, x, valid_length):
+        mask = F.swapaxes(step_mask(F, x, valid_length), 1, 2)
+        h = F.broadcast_mul(F.swapaxes(x, 1, 2), mask)
+        for k in range(0, len(self.layers), 3):
+            conv, norm, act = self.layers[k], self.layers[k + 1], self.layers[k + 2]
+            out = F.slice_like(conv(h), h, axes=(2,))
+            h = F.broadcast_mul(act(norm(out)), mask)
+        return F.broadcast_div(F.sum(h, axis=2), F.reshape(valid_length, shape=(-1, 1)))
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_conv_branch_masking_gives_the_broadcast_reference_and_its_gradients(hybridize):
+    rng = np.random.RandomState(3)
+    x = mx.nd.array(rng.normal(size=(4, 11, 2)))
+    lengths = mx.nd.array([11, 6, 1, 9])
+    weights = mx.nd.array(rng.normal(size=(4, 5)))  # d loss / d output
+    fast, reference = ConvBranch((5, 7, 5)), _BroadcastMaskBranch((5, 7, 5))
+    for block in (fast, reference):
+        block.initialize(mx.init.Xavier())
+        block(x, lengths)
+    for a, b in zip(fast.collect_params().values(), reference.collect_params().values()):
+        b.set_data(a.data())
+    if hybridize:
+        fast.hybridize()
+    results = []
+    for block in (fast, reference):
+        x.attach_grad()
+        with mx.autograd.record():
+            out = block(x, lengths)
+            loss = (out * weights).sum()
+        loss.backward()
+        grads = [p.grad().asnumpy() for p in block.collect_params().values()
+                 if p.grad_req != "null"]
+        results.append((out.asnumpy(), x.grad.asnumpy(), grads))
+    (out_a, dx_a, g_a), (out_b, dx_b, g_b) = results
+    np.testing.assert_array_equal(out_a, out_b)
+    np.testing.assert_array_equal(dx_a, dx_b)
+    assert dx_a[0].any() and not dx_a[1, 6:].any() and not dx_a[2, 1:].any()  # padding: 0
+    assert len(g_a) == len(g_b) == 9
+    for a, b in zip(g_a, g_b):
+        assert a.any()
+        np.testing.assert_array_equal(a, b)
