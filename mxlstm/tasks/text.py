@@ -43,7 +43,9 @@ PRESETS = {
              "model.pooling": "max", "model.embedding_dropout": 0.1, "model.input_dropout": 0.3,
              "model.head_dropout": 0.3, "train.epochs": 6, "train.lr": 2e-3,
              "train.batch_size": 64, "data.max_length": 64, "data.min_freq": 2,
-             "data.num_buckets": 8},
+             "data.num_buckets": 8,
+             # three seeds averaged: 81.0% against 79.6% for one model (docs/results.md)
+             "train.ensemble": 3},
 }
 IGNORED = {"text": SYNTHETIC_KEYS | COPY_KEYS | LM_KEYS | SERIES_MODEL_KEYS
                     | {"data.name", "data.normalize", "train.small_data"}}

@@ -31,7 +31,7 @@ from mxlstm.tasks import user_config
 TINY = {"train.epochs": 1, "train.max_batches": 2, "model.hidden_size": 16,
         "train.progress": False, "train.eval_batch_size": 64}
 RUNS = {"digits": {}, "digits-uni": {"model.bidirectional": False},
-        "text": {"model.embed_size": 16},
+        "text": {"model.embed_size": 16, "train.ensemble": 1},  # one model (preset: 3)
         # the recurrent model; "vowels-fcn" is the preset's series model (LSTM-FCN) and
         # "uea-gunpoint" the univariate one (per-series z-norm, windows of 2 of 150 steps)
         "vowels": {"model.family": "lstm", "model.series_norm": "false", "model.max_steps": 0},

@@ -23,7 +23,8 @@ TASK_FLAGS = {
     "digits": [],
     "vowels": ["--set", "data.num_buckets=3"],
     "uea": ["--set", "data.name=ItalyPowerDemand"],
-    "text": ["--set", "model.embed_size=16", "--set", "data.max_vocab=2000"],
+    "text": ["--set", "model.embed_size=16", "--set", "data.max_vocab=2000",
+             "--set", "train.ensemble=1"],  # one model's layout (the preset averages 3)
     "lm": ["--set", "model.embed_size=16", "--set", "data.max_vocab=500",
            "--set", "train.eval_batch_size=256", "--set", "data.bptt=20"],
     "adding": ["--set", "data.num_train=256", "--set", "data.num_eval=64",
@@ -62,6 +63,21 @@ def test_every_task_trains_checkpoints_and_evaluates(task, tmp_path, capsys):
     assert main(["evaluate", "--model", str(out)]) == 0
     evaluated = json.loads(capsys.readouterr().out.strip())
     assert evaluated["test"][metric] == pytest.approx(printed["test"][metric], rel=1e-5)
+
+
+def test_text_preset_averages_three_seeds(tmp_path, capsys):
+    out = tmp_path / "text"
+    flags = ["--set", "model.embed_size=16", "--set", "data.max_vocab=2000"]
+    assert main(["train", "--task", "text", "--out", str(out), *TINY, *flags]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = json.loads((out / "report.json").read_text())
+    assert [m["seed"] for m in report["members"]] == [0, 1, 2]
+    for seed in (0, 1, 2):
+        assert (out / "members" / f"seed-{seed}" / "metrics.jsonl").is_file()
+    assert json.loads((out / "config.json").read_text())["train"]["ensemble"] == 3
+    assert main(["evaluate", "--model", str(out)]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip())
+    assert evaluated["test"]["accuracy"] == pytest.approx(printed["test"]["accuracy"])
 
 
 @pytest.mark.parametrize("flags,message", [
