@@ -29,7 +29,8 @@ RUNS = {"digits": ("digits", {}, {}),
         "digits-stream": ("digits", {"model.bidirectional": False}, {"streaming": True}),
         "digits-fixed": ("digits", {}, {"fixed_length": True}),
         "vowels": ("vowels", {}, {}),
-        "text": ("text", {"model.embed_size": 8, "data.max_vocab": 200}, {}),
+        "text": ("text", {"model.embed_size": 8, "data.max_vocab": 200, "train.ensemble": 1},
+                 {}),
         "lm": ("lm", {"data.max_vocab": 100, "model.embed_size": 8,
                       "train.eval_batch_size": 8}, {})}
 ROWS = [[[0.1 * (k + j) for j in range(8)] for k in range(t)] for t in (8, 5, 3)]

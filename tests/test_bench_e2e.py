@@ -56,11 +56,15 @@ def test_trainer_and_step_get_the_same_config_keys():
     cmd = e2e.trainer_command("digits", 5, 80, "/tmp/out", extra)
     assert cmd[1:5] == ["-m", "mxlstm", "train", "--task"]
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
-    assert sets == ["train.max_batches=80", "train.epochs=5", "model.hidden_size=16"]
+    assert sets == ["train.max_batches=80", "train.ensemble=1", "train.epochs=5",
+                    "model.hidden_size=16"]
     step = e2e.step_command("digits", 80, 5, extra)
     assert step[step.index("--epochs") + 1] == "5" and "model.hidden_size=16" in step
-    cfg = e2e.run_config("digits", e2e.overrides(80, 5, extra))
+    cfg = e2e.run_config("digits", e2e.overrides("digits", 80, 5, extra))
     assert (cfg.train.max_batches, cfg.train.epochs, cfg.model.hidden_size) == (80, 5, 16)
+    # one model: text's preset ensemble is off; lm has no ensemble key to set
+    assert e2e.run_config("text", e2e.overrides("text", 80)).train.ensemble == 1
+    assert "train.ensemble" not in e2e.overrides("lm", 80)
 
 
 def test_verdict():

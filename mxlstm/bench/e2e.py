@@ -65,10 +65,15 @@ Runner = Callable[[list[str], dict[str, str], float], dict[str, Any]]
 
 
 # -- configuration shared by A and B ----------------------------------------------------
-def overrides(batches: int, epochs: int | None = None,
+def overrides(task: str, batches: int, epochs: int | None = None,
               extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The ``--set`` keys both A and B use on top of the task preset."""
+    """The ``--set`` keys both A and B use on top of the task preset: one model (a preset's
+    seed ensemble trains its members one after another, each at this speed)."""
+    from mxlstm.tasks import ignored_keys
+
     out = {"train.max_batches": str(batches)}
+    if "train.ensemble" not in ignored_keys(task):
+        out["train.ensemble"] = "1"
     if epochs is not None:
         out["train.epochs"] = str(epochs)
     out.update(extra or {})
@@ -102,7 +107,7 @@ def plan(task: str, batches: int, extra: dict[str, str] | None = None) -> dict[s
     from mxlstm import tasks
     from mxlstm.training.trainer import seed_everything
 
-    cfg = run_config(task, overrides(batches, extra=extra))
+    cfg = run_config(task, overrides(task, batches, extra=extra))
     seed_everything(cfg.train.seed)
     prepared = tasks.prepare(cfg)
     per_epoch = int(prepared.steps_per_epoch)
@@ -122,7 +127,7 @@ def trainer_command(task: str, epochs: int, batches: int, out: str | Path,
                     extra: dict[str, str] | None = None) -> list[str]:
     """``python -m mxlstm train`` as a user runs it, with A's keys set."""
     return [sys.executable, "-m", "mxlstm", "train", "--task", task, "--out", str(out),
-            *set_arguments(overrides(batches, epochs, extra))]
+            *set_arguments(overrides(task, batches, epochs, extra))]
 
 
 def trainer_record(run_dir: str | Path, warmup_epochs: int = WARMUP_EPOCHS) -> dict[str, Any]:
@@ -176,7 +181,7 @@ def bare_step(task: str, batches: int, epochs: int, extra: dict[str, str] | None
     from mxlstm.runs import init_model
     from mxlstm.training.trainer import Fitter, parse_contexts, seed_everything
 
-    cfg = run_config(task, overrides(batches, epochs, extra))
+    cfg = run_config(task, overrides(task, batches, epochs, extra))
     contexts = parse_contexts(cfg.train.ctx)
     seed_everything(cfg.train.seed)
     prepared = tasks.prepare(cfg)
