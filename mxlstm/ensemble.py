@@ -110,9 +110,13 @@ def member_dir(out: Path, seed: int) -> Path:
 
 
 def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
-                   debug: bool = False) -> dict:
+                   debug: bool = False, extend_epochs: int = 0,
+                   explicit: list[tuple[dict, str]] | None = None,
+                   progress: str = "auto", quiet: bool = False) -> dict:
     """Train the K members of ``cfg`` (each exactly as ``train.seed=S``, ``ensemble=1``)
-    into ``out/members/``, then evaluate their average; returns the report."""
+    into ``out/members/``, then evaluate their average; returns the report. A resume
+    resumes every member as :func:`mxlstm.runs.train` resumes a run (``extend_epochs``,
+    the user's ``explicit`` keys, the same checks of the data and configuration)."""
     from mxlstm import runs
     from mxlstm.training.checkpoint import write_atomic
     from mxlstm.training.log import write_report
@@ -124,9 +128,13 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
                           f"choose another --out")
     reports = []
     for seed in member_seeds(cfg):
-        member = apply_overrides(cfg, {"train.ensemble": 1, "train.seed": seed}, "ensemble")
+        own = {"train.ensemble": 1, "train.seed": seed}
+        member = apply_overrides(cfg, own, "ensemble")
         log.info("ensemble member seed %d of %s", seed, out)
-        reports.append(runs.train(member, member_dir(out, seed), resume=resume, debug=debug))
+        reports.append(runs.train(
+            member, member_dir(out, seed), resume=resume, debug=debug,
+            extend_epochs=extend_epochs, progress=progress, quiet=quiet,
+            explicit=None if explicit is None else [*explicit, (own, "ensemble")]))
     meta = json.loads((member_dir(out, member_seeds(cfg)[0]) / "meta.json").read_text())
     meta["ensemble"] = {"members": [f"members/seed-{s}" for s in member_seeds(cfg)]}
     write_atomic(out / "meta.json", json.dumps(meta, indent=2))

@@ -170,7 +170,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     check_selection(cfg)  # e.g. data.valid_fraction=0 with train.select=best
     if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
         from mxlstm.ensemble import train_ensemble
-        return train_ensemble(cfg, out, resume=resume, debug=debug)
+        return train_ensemble(cfg, out, resume=resume, debug=debug,
+                              extend_epochs=extend_epochs, explicit=explicit,
+                              progress=progress, quiet=quiet)
     kvstore, shard = _kvstore(cfg)
     if shard[1] > 1:  # each distributed worker keeps its own run directory
         out = out / f"worker-{shard[0]}"

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import mxnet as mx
+import pytest
 from e2e_inputs import _drop_run_log_handlers, _reviews, snapshot, write
 from test_bad_input import _clean_logging  # noqa: F401  (an autouse fixture)
 
@@ -136,13 +137,15 @@ def test_resume_with_only_invalid_checkpoints_is_refused_and_nothing_changes(tmp
     assert snapshot(out) == before
 
 
-def test_resume_on_changed_data_is_refused_naming_the_file(tmp_path, capsys):
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_resume_on_changed_data_is_refused_naming_the_file(tmp_path, capsys, ensemble):
     data = write(tmp_path / "reviews.tsv", _reviews())
     out = tmp_path / "run"
     args = ["train", "--task", "text", "--data", str(data), "--out", str(out), *SMALL,
-            "--set", "model.embed_size=8"]
+            "--set", "model.embed_size=8", "--set", f"train.ensemble={ensemble}"]
     trained([*args, "--epochs", "1"])
-    assert json.loads((out / "fingerprints.json").read_text())["files"][0]["path"] == \
+    run = out if ensemble == 1 else out / "members" / "seed-0"  # each member has its own
+    assert json.loads((run / "fingerprints.json").read_text())["files"][0]["path"] == \
         str(data.resolve())
     write(data, _reviews().replace("superb", "splendid"))  # a new word: a new vocabulary
     before = snapshot(out)
@@ -150,6 +153,23 @@ def test_resume_on_changed_data_is_refused_naming_the_file(tmp_path, capsys):
     line = one_error_line(capsys.readouterr().err)
     assert f"{data.resolve()}: changed since the run" in line
     assert snapshot(out) == before
+
+
+def test_extend_epochs_of_an_ensemble_extends_every_member(tmp_path, capsys):
+    data = write(tmp_path / "reviews.tsv", _reviews())
+    out = tmp_path / "run"
+    args = ["train", "--task", "text", "--data", str(data), "--out", str(out), *SMALL,
+            "--set", "model.embed_size=8", "--set", "train.ensemble=2", "--epochs", "1"]
+    trained(args)
+    trained([*args, "--resume", "--extend-epochs", "1"])
+    for seed in (0, 1):
+        member = out / "members" / f"seed-{seed}"
+        epochs = [json.loads(line)["epoch"] for line in
+                  (member / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [1, 2]
+        assert json.loads((member / "config.json").read_text())["train"]["epochs"] == 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["epochs_run"] == [2, 2]
 
 
 def test_resume_without_best_is_refused_before_training(tmp_path, capsys):
