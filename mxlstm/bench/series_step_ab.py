@@ -6,6 +6,12 @@ OSULeaf's shapes (batch 16, T = 1460 and 427, one channel) both models of the ``
 preset are built, hybridized and warmed up; each repeat times one forward + backward of
 each back to back. Prints the median step time of each and their ratio. One process,
 ratios only: meant for a shared machine.
+
+``python -m mxlstm.bench.series_step_ab train [REPEATS]``: the median training step
+(with the Adam update) of the preset's model alone in the process, for each shape; run it
+alternately on two versions of the code to compare them (``docs/benchmarks.md``: the
+session-8 convolution masking was slow only when ``mxnet`` was imported before
+``mxlstm``, as in ``python -c "import mxnet; ..."``, and in whole training runs).
 """
 
 from __future__ import annotations
@@ -42,7 +48,39 @@ def _step(model, x, lengths, y, loss) -> float:
     return time.perf_counter() - start
 
 
+def training_step_ms(length: int, repeats: int) -> tuple[float, float]:
+    """``(mean, median)`` ms of one training step (forward, backward, Adam update) of the ``uea``
+    preset's model alone in the process, batch 16 of ``length`` steps: the figure to
+    compare between two versions of the code, run alternately in fresh processes."""
+    model = _model(length, True)
+    trainer = mx.gluon.Trainer(model.collect_params(), "adam", {"learning_rate": 1e-3})
+    loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    x = mx.nd.random.normal(shape=(16, length, 1))
+    lengths, y = mx.nd.full((16,), length), mx.nd.array([k % 10 for k in range(16)])
+
+    def step() -> float:
+        start = time.perf_counter()
+        with mx.autograd.record():
+            out = loss(model(x, lengths), y).mean()
+        out.backward()
+        trainer.step(16)
+        mx.nd.waitall()
+        return time.perf_counter() - start
+
+    for _ in range(5):  # warm-up: graph built, memory planned
+        step()
+    times = [step() for _ in range(repeats)]
+    return statistics.mean(times) * 1000, statistics.median(times) * 1000
+
+
 def main(argv: list[str]) -> None:
+    if argv and argv[0] == "train":  # python -m mxlstm.bench.series_step_ab train [R]
+        repeats = int(argv[1]) if len(argv) > 1 else 21
+        for name, length in SHAPES.items():
+            mean, median = training_step_ms(length, repeats)
+            print(f"{name} (B16, T{length}): training step mean {mean:.1f} ms, median "
+                  f"{median:.1f} ms ({repeats} steps, the preset's model alone)", flush=True)
+        return
     repeats = int(argv[0]) if argv else 21
     loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     for name, length in SHAPES.items():
