@@ -7,11 +7,11 @@ preset are built, hybridized and warmed up; each repeat times one forward + back
 each back to back. Prints the median step time of each and their ratio. One process,
 ratios only: meant for a shared machine.
 
-``python -m mxlstm.bench.series_step_ab train [REPEATS]``: the median training step
-(with the Adam update) of the preset's model alone in the process, for each shape; run it
-alternately on two versions of the code to compare them (``docs/benchmarks.md``: the
-session-8 convolution masking was slow only when ``mxnet`` was imported before
-``mxlstm``, as in ``python -c "import mxnet; ..."``, and in whole training runs).
+``python -m mxlstm.bench.series_step_ab train [REPEATS]``: the mean and median training
+step (with the Adam update) of the preset's model alone in the process, for each shape;
+run it alternately on two versions of the code to compare them. ``docs/benchmarks.md``:
+the session-8 convolution masking was slow in whole training runs and when ``mxnet`` was
+imported before ``mxlstm``, not in this mode.
 """
 
 from __future__ import annotations
