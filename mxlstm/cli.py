@@ -369,6 +369,15 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_after_interrupt(unraisable) -> None:
+    """After Ctrl-C: an NDArray the interrupt left half-built (no ``handle`` yet) fails in
+    ``__del__`` when it is collected; that is not the user's concern, so no traceback."""
+    if isinstance(unraisable.exc_value, AttributeError) and "handle" in str(
+            unraisable.exc_value):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own parser takes every option after the word
@@ -389,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("mxlstm: interrupted", file=sys.stderr)
+        sys.unraisablehook = _quiet_after_interrupt
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -151,6 +151,7 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
                      "seconds": r.get("seconds")} for s, r in zip(member_seeds(cfg), reports)],
         "single_seed_test": reports[0]["test"], "baseline": reports[0].get("baseline"),
         "counts": reports[0].get("counts"), "selection": reports[0].get("selection"),
+        "monitor": reports[0].get("monitor"),
         "seconds": round(time.time() - started, 1),
     }
     write_report(out / "report.json", report)

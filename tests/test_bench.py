@@ -260,3 +260,18 @@ def test_the_tunable_backs_a_large_malloc_with_huge_pages():
     if "[madvise]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text():
         assert huge_kib(plain) == 0  # THP only where asked for: not without the tunable
     assert huge_kib(bench_env(1)) >= 32 * 1024  # most of the 64 MiB buffer
+
+
+def test_series_step_profile_prints_operators_and_writes_only_a_scratch_trace(
+        tmp_path, monkeypatch, capsys):
+    import stat
+
+    from mxlstm.bench import series_step_ab
+
+    monkeypatch.chdir(tmp_path)
+    mean, median = series_step_ab.training_step_ms(40, 2, profile=True)
+    assert mean > 0 and median > 0
+    table = capsys.readouterr().out
+    assert table.startswith("operator") and "_backward_Convolution" in table
+    assert not list(tmp_path.iterdir())  # the trace went to a scratch directory
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # (an earlier draft replaced it)

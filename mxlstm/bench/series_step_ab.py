@@ -7,17 +7,19 @@ preset are built, hybridized and warmed up; each repeat times one forward + back
 each back to back. Prints the median step time of each and their ratio. One process,
 ratios only: meant for a shared machine.
 
-``python -m mxlstm.bench.series_step_ab train [REPEATS]``: the mean and median training
-step (with the Adam update) of the preset's model alone in the process, for each shape;
-run it alternately on two versions of the code to compare them. ``docs/benchmarks.md``:
-the session-8 convolution masking was slow in whole training runs and when ``mxnet`` was
-imported before ``mxlstm``, not in this mode.
+``python -m mxlstm.bench.series_step_ab train [REPEATS] [--profile]``: the mean and median
+training step (with the Adam update) of the preset's model alone in the process, for each
+shape, and with ``--profile`` MXNet's per-operator times; run it alternately on two
+versions of the code to compare them (``docs/benchmarks.md``: the session-8 convolution
+masking against session 9's). The A/B above does not show that change.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
+import tempfile
 import time
 
 import mxnet as mx
@@ -48,7 +50,8 @@ def _step(model, x, lengths, y, loss) -> float:
     return time.perf_counter() - start
 
 
-def training_step_ms(length: int, repeats: int) -> tuple[float, float]:
+def training_step_ms(length: int, repeats: int,
+                     profile: bool = False) -> tuple[float, float]:
     """``(mean, median)`` ms of one training step (forward, backward, Adam update) of the ``uea``
     preset's model alone in the process, batch 16 of ``length`` steps: the figure to
     compare between two versions of the code, run alternately in fresh processes."""
@@ -70,14 +73,27 @@ def training_step_ms(length: int, repeats: int) -> tuple[float, float]:
     for _ in range(5):  # warm-up: graph built, memory planned
         step()
     times = [step() for _ in range(repeats)]
+    if profile:  # MXNet's per-operator totals over 10 more steps, slowest first
+        with tempfile.TemporaryDirectory() as scratch:  # the profiler writes its trace
+            mx.profiler.set_config(profile_all=True, aggregate_stats=True,
+                                   filename=os.path.join(scratch, "profile.json"))
+            mx.profiler.set_state("run")
+            for _ in range(10):
+                step()
+            mx.profiler.set_state("stop")
+            table = mx.profiler.dumps(sort_by="total", ascending=False, reset=True)
+            mx.profiler.dump()  # the trace file, inside the scratch directory
+        print(table[table.index("operator"):][:3000], flush=True)
     return statistics.mean(times) * 1000, statistics.median(times) * 1000
 
 
 def main(argv: list[str]) -> None:
-    if argv and argv[0] == "train":  # python -m mxlstm.bench.series_step_ab train [R]
-        repeats = int(argv[1]) if len(argv) > 1 else 21
+    if argv and argv[0] == "train":  # series_step_ab train [REPEATS] [--profile]
+        profile = "--profile" in argv
+        numbers = [a for a in argv[1:] if a != "--profile"]
+        repeats = int(numbers[0]) if numbers else 21
         for name, length in SHAPES.items():
-            mean, median = training_step_ms(length, repeats)
+            mean, median = training_step_ms(length, repeats, profile)
             print(f"{name} (B16, T{length}): training step mean {mean:.1f} ms, median "
                   f"{median:.1f} ms ({repeats} steps, the preset's model alone)", flush=True)
         return

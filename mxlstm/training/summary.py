@@ -64,22 +64,34 @@ def _seconds(seconds) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
+def _each(value) -> str:
+    """An epoch, or one per ensemble member as ``2 / 2 / 3``."""
+    return " / ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def summary_lines(report: dict, out: str | Path) -> list[str]:
     """Two or three sentences: the test metric against its baseline, the best epoch, the
     time, where the files are and the commands to run next."""
     out = str(out)
     first = _headline(report)
     first = first[:1].upper() + first[1:]
-    planned = report.get("epochs_planned") or report.get("epochs_run")
+    members = report.get("members")  # a seed ensemble: epochs are per member
+    if members:
+        first += f", {len(members)} seeds averaged"
+    best = _each(report.get("best_epoch"))
+    planned = _each(report.get("epochs_run") if members
+                    else report.get("epochs_planned") or report.get("epochs_run"))
+    epochs = "epochs" if members else "epoch"
     if (report.get("selection") or {}).get("select") == "last":
-        first += f", the final epoch {report.get('best_epoch')} kept"
+        first += f", the final {epochs} {best} kept"
     else:
-        first += (f", best epoch {report.get('best_epoch')} of {planned}"
-                  f" (by valid {report.get('monitor')})")
+        first += f", best {epochs} {best} of {planned} (by valid {report.get('monitor')})"
     first += f", {_seconds(report.get('seconds'))}"
     quoted = shlex.quote(out)
     name = Path(out.rstrip("/")).name or "model"
+    files = ("report.json; each member's metrics.jsonl and checkpoints in members/seed-S/"
+             if members else "report.json, metrics.jsonl, checkpoints/best")
     return [first + ".",
-            f"Saved to {out} (report.json, metrics.jsonl, checkpoints/best).",
+            f"Saved to {out} ({files}).",
             f"Next: mxlstm report {quoted} | mxlstm evaluate --model {quoted} | "
             f"mxlstm export --model {quoted} --out export/{shlex.quote(name)}"]

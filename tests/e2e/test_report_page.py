@@ -172,3 +172,17 @@ def test_page_renders_in_headless_chromium_with_its_figures(run, tmp_path, capsy
                     f"--screenshot={shot}", "--window-size=1200,900",
                     (run / "report.html").as_uri()], capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_ensemble_gives_each_members_epoch_and_where_its_files_are():
+    report = {"test": {"accuracy": 0.81}, "baseline": {"majority_accuracy": 0.52},
+              "members": [{"seed": s} for s in (0, 1, 2)], "best_epoch": [2, 2, 3],
+              "epochs_run": [6, 6, 6], "monitor": "accuracy", "seconds": 300,
+              "selection": {"select": "best"}}
+    first, saved, _ = summary_lines(report, "r")
+    assert first == ("Test accuracy 81.0% (majority class 52.0%), 3 seeds averaged, best "
+                     "epochs 2 / 2 / 3 of 6 / 6 / 6 (by valid accuracy), 5 min 0 s.")
+    assert saved == ("Saved to r (report.json; each member's metrics.jsonl and checkpoints "
+                     "in members/seed-S/).")
+    report["selection"] = {"select": "last"}
+    assert ", 3 seeds averaged, the final epochs 2 / 2 / 3 kept, " in summary_lines(report, "r")[0]
