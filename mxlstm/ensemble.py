@@ -4,7 +4,9 @@ Layout of ``--out DIR``::
 
     DIR/members/seed-S/   a complete run (seeds S = seed, seed + 1, ..., seed + K - 1),
                           each with its own validation split (``train.seed`` draws it)
-    DIR/config.json       the ensemble's configuration (``train.ensemble = K``)
+    DIR/config.json       the ensemble's configuration (``train.ensemble = K``), written
+                          once a member has trained (or was interrupted), so that
+                          ``--resume`` continues the same K seeds whatever the preset says
     DIR/meta.json         member 0's meta (its normalisation is the ensemble's input) and
                           ``ensemble.members``
     DIR/report.json       the ensemble's test metrics, every member's, the baselines
@@ -19,6 +21,7 @@ normalisation to member k's with a per-channel affine (constants of the graph).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -119,43 +122,84 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
     the user's ``explicit`` keys, the same checks of the data and configuration)."""
     from mxlstm import runs
     from mxlstm.training.checkpoint import write_atomic
-    from mxlstm.training.log import write_report
+    from mxlstm.training.log import MetricsLog, write_report
 
     out = Path(out)
     started = time.time()
+    resumed = resume and (out / "members").is_dir()
     if (out / "config.json").exists() and not resume:
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or "
                           f"choose another --out")
     reports = []
-    for seed in member_seeds(cfg):
-        own = {"train.ensemble": 1, "train.seed": seed}
-        member = apply_overrides(cfg, own, "ensemble")
-        log.info("ensemble member seed %d of %s", seed, out)
-        reports.append(runs.train(
-            member, member_dir(out, seed), resume=resume, debug=debug,
-            extend_epochs=extend_epochs, progress=progress, quiet=quiet,
-            explicit=None if explicit is None else [*explicit, (own, "ensemble")]))
+    try:
+        for seed in member_seeds(cfg):
+            own = {"train.ensemble": 1, "train.seed": seed}
+            member = apply_overrides(cfg, own, "ensemble")
+            log.info("ensemble member seed %d of %s", seed, out)
+            reports.append(runs.train(
+                member, member_dir(out, seed), resume=resume, debug=debug,
+                extend_epochs=extend_epochs, progress=progress, quiet=quiet,
+                explicit=None if explicit is None else [*explicit, (own, "ensemble")]))
+            _record_config(out, cfg)
+    except BaseException:
+        if any(member_dir(out, s).is_dir() for s in member_seeds(cfg)):
+            with contextlib.suppress(OSError):  # the members that ran stay resumable
+                _record_config(out, cfg)
+        raise
+    if extend_epochs:  # the ensemble's config.json records the members' new total
+        planned = max(r.get("epochs_planned") or cfg.train.epochs for r in reports)
+        cfg = apply_overrides(cfg, {"train.epochs": planned}, "--extend-epochs")
     meta = json.loads((member_dir(out, member_seeds(cfg)[0]) / "meta.json").read_text())
     meta["ensemble"] = {"members": [f"members/seed-{s}" for s in member_seeds(cfg)]}
     write_atomic(out / "meta.json", json.dumps(meta, indent=2))
     vocab = member_dir(out, member_seeds(cfg)[0]) / "vocab.json"
     if vocab.exists():  # token models read their inputs with member 0's vocabulary
         write_atomic(out / "vocab.json", vocab.read_text(encoding="utf-8"))
-    write_atomic(out / "config.json", cfg.to_json())
+    _record_config(out, cfg, again=True)
     test = runs.evaluate(out)["test"]
+    # every member's epochs, whichever process trained them (a finished member trains
+    # nothing when resumed, and its stored report is that of the process that trained it)
+    trained_seconds = [runs.train_seconds(MetricsLog.read(member_dir(out, s) / "metrics.jsonl"))
+                       for s in member_seeds(cfg)]
     report = {
         "task": cfg.task, "ensemble": cfg.train.ensemble, "seeds": member_seeds(cfg),
         "test": test, "best_epoch": [r.get("best_epoch") for r in reports],
         "epochs_run": [r.get("epochs_run") for r in reports],
         "members": [{"seed": s, "test": r["test"], "best_epoch": r.get("best_epoch"),
-                     "seconds": r.get("seconds")} for s, r in zip(member_seeds(cfg), reports)],
+                     "seconds": r.get("seconds"), "train_seconds": t}
+                    for s, r, t in zip(member_seeds(cfg), reports, trained_seconds)],
         "single_seed_test": reports[0]["test"], "baseline": reports[0].get("baseline"),
         "counts": reports[0].get("counts"), "selection": reports[0].get("selection"),
         "monitor": reports[0].get("monitor"),
         "seconds": round(time.time() - started, 1),
+        "resumed": resumed,
+        "train_seconds": round(sum(trained_seconds), 1),
     }
     write_report(out / "report.json", report)
     return report
+
+
+def _record_config(out: Path, cfg: RunConfig, again: bool = False) -> None:
+    """``out/config.json`` = ``cfg`` (only if it is not there yet, unless ``again``)."""
+    from mxlstm.training.checkpoint import write_atomic
+
+    if again or not (out / "config.json").exists():
+        write_atomic(out / "config.json", cfg.to_json())
+
+
+def resume_ensemble_config(out: Path, cfg: RunConfig,
+                           explicit: list[tuple[dict, str]] | None) -> RunConfig:
+    """The configuration a ``--resume`` into ``out`` continues with when ``out`` holds a
+    seed ensemble: its own ``config.json`` (the same K and seeds, whatever the task's
+    preset says now) with the user's explicit keys on top, checked as a single run's resume
+    is (:func:`mxlstm.training.resume.resume_config`); ``cfg`` unchanged otherwise."""
+    from mxlstm.training.resume import recorded_config, resume_config
+
+    if not ((out / "members").is_dir() and (out / "config.json").is_file()):
+        return cfg
+    if recorded_config(out).train.ensemble <= 1:
+        return cfg
+    return resume_config(out, cfg, explicit)
 
 
 def _affine(base: dict | None, own: dict | None, channels: int):

@@ -167,6 +167,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, debug: bool = F
     options = RunOptions(resume, debug, extend_epochs, explicit, progress, quiet)
     out = Path(out)
     cfg = _small_data_protocol(cfg, out, resume, quiet)
+    if resume:  # a seed ensemble resumes its own K seeds
+        from mxlstm.ensemble import resume_ensemble_config
+        cfg = resume_ensemble_config(out, cfg, explicit)
     check_selection(cfg)  # e.g. data.valid_fraction=0 with train.select=best
     if cfg.train.ensemble > 1:  # K member runs in out/members/, see mxlstm.ensemble
         from mxlstm.ensemble import train_ensemble
@@ -259,6 +262,13 @@ def _train_locked(cfg, out: Path, options: RunOptions, kvstore, shard, lock: Run
         raise
 
 
+def train_seconds(history: list[dict]) -> float:
+    """Seconds of the training loops of every epoch in ``history`` (each epoch's
+    ``seconds`` in ``metrics.jsonl``), whichever process ran it: a resumed run's
+    ``seconds`` are only those of the resuming process."""
+    return round(sum(float(r.get("seconds") or 0.0) for r in history), 1)
+
+
 def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fingerprint: dict,
                     start: Path | None, started: float, options: RunOptions) -> dict:
     setup_logging(out, debug=options.debug, quiet=options.quiet)
@@ -291,6 +301,7 @@ def _fit_and_report(cfg: RunConfig, out: Path, prepared, contexts, kvstore, fing
         "selection": selection_report(cfg), "best_valid": state["best"], "test": test,
         "parameters": count_parameters(prepared.model),
         "counts": prepared.meta.get("counts"), "seconds": round(time.time() - started, 1),
+        "resumed": start is not None, "train_seconds": train_seconds(state["history"]),
         "baseline": baseline(prepared),
     }
     try:

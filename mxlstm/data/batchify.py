@@ -1,9 +1,12 @@
 """Batchify functions: samples ``(features, label[, length])`` -> padded batch arrays.
 
-:func:`pad_batchify` right-pads sequences of different lengths with GluonNLP's ``Pad``; a
-batch whose features all share one shape is stacked in numpy and handed to MXNet without
-a copy (:meth:`PadBatchify.stacked`, :func:`hand_over`; ``stacked`` is also called directly
-with an already stacked batch by :mod:`mxlstm.data.augment_batch`).
+:func:`pad_batchify` right-pads sequences of different lengths to what GluonNLP's ``Pad``
+gives. Numpy features are padded (or, all of one shape, stacked) in numpy and handed to
+MXNet without a copy (:meth:`PadBatchify.stacked`, :func:`hand_over`; ``stacked`` is also
+called directly with an already stacked batch by :mod:`mxlstm.data.augment_batch`):
+``Pad`` copies every batch into a new shared-memory NDArray (``cpu_shared``, which the
+model's context then copies again), about 2 ms of a text batch. Other features (lists,
+NDArrays) go through ``Pad``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class PadBatchify:
     """Pad features to the right; stack labels and lengths (see :func:`pad_batchify`)."""
 
     def __init__(self, pad_val: float, label_dtype: str) -> None:
-        self._label_dtype = label_dtype
+        self._label_dtype, self._pad_val = label_dtype, pad_val
         self._with_length = Tuple(
             Pad(axis=0, pad_val=pad_val), Stack(dtype=label_dtype), Stack(dtype="float32")
         )
@@ -34,6 +37,10 @@ class PadBatchify:
         if width not in (2, 3) or any(len(s) != width for s in samples):
             raise DataError("samples must all be (features, label[, length]) tuples")
         if width == 2:
+            padded = self._padded(samples)
+            if padded is not None:
+                return self.stacked(padded, [s[1] for s in samples],
+                                    [len(s[0]) for s in samples], checked=True)
             (x, length), label = self._without_length(samples)
             return x, label, length.astype("float32")
         lengths = np.asarray([s[2] for s in samples])
@@ -45,7 +52,29 @@ class PadBatchify:
             return self.stacked(np.stack([s[0] for s in samples]).astype(first.dtype,
                                                                          copy=False),
                                 [s[1] for s in samples], lengths, checked=True)
+        padded = self._padded(samples)
+        if padded is not None:
+            return self.stacked(padded, [s[1] for s in samples], lengths, checked=True)
         return self._with_length(samples)
+
+    def _padded(self, samples: Sequence[tuple]) -> np.ndarray | None:
+        """The features of ``samples`` right-padded in numpy, ``(N, T_max, ...)``: what
+        GluonNLP's ``Pad`` computes (the first sample's dtype, ``pad_val`` after each end),
+        without its copy into a shared-memory NDArray; None unless every sample's features
+        are a numpy array of at least one axis with the first one's dtype and trailing
+        shape (then ``Pad`` itself runs)."""
+        first = samples[0][0]
+        if not isinstance(first, np.ndarray) or first.ndim == 0:
+            return None
+        tail = first.shape[1:]
+        if not all(isinstance(s[0], np.ndarray) and s[0].shape[1:] == tail
+                   and s[0].dtype == first.dtype for s in samples):
+            return None
+        longest = max(len(s[0]) for s in samples)
+        out = np.full((len(samples), longest, *tail), self._pad_val, dtype=first.dtype)
+        for row, sample in zip(out, samples):
+            row[:len(sample[0])] = sample[0]
+        return out
 
     def stacked(self, x: np.ndarray, labels: Sequence, lengths: Sequence,
                 checked: bool = False) -> tuple[mx.nd.NDArray, ...]:
@@ -98,9 +127,10 @@ def pad_batchify(pad_val: float = 0.0, label_dtype: str = "int32") -> PadBatchif
     callable
         Maps samples ``(features (T_i, C) | ids (T_i,), label, length)`` to
         ``(x (N, T_max, C) | (N, T_max), label (N,), valid_length (N,) float32)``, built from
-        ``gluonnlp.data.batchify.Tuple(Pad, Stack, Stack)``. ``x`` keeps the features'
-        dtype. Two-field samples ``(features, label)`` get ``valid_length = T_i``. Arrays
-        come back on ``cpu_shared(0)``, or ``cpu(0)`` when all features share one shape
-        (nothing to pad): move them with :func:`to_context`.
+        ``gluonnlp.data.batchify.Tuple(Pad, Stack, Stack)`` (numpy features are padded in
+        numpy to the same values and handed over without a copy). ``x`` keeps the
+        features' dtype. Two-field samples ``(features, label)`` get ``valid_length =
+        T_i``. Arrays come back on ``cpu(0)`` for numpy features, else on
+        ``cpu_shared(0)``: move them with :func:`to_context`.
     """
     return PadBatchify(pad_val, label_dtype)

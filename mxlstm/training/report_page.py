@@ -92,7 +92,8 @@ def build_page(run_dir: Path, figures: list[Path], note: str | None = None) -> s
             ["training seconds (all epochs)", sum(seconds)],
             ["median seconds per epoch", sorted(seconds)[len(seconds) // 2]],
             ["median sequences per second", sorted(speed)[len(speed) // 2] if speed else ""],
-            ["whole run, seconds (report)", report.get("seconds", "")]]))
+            ["last session, seconds (report; the run was resumed)" if report.get("resumed")
+             else "whole run, seconds (report)", report.get("seconds", "")]]))
     parts.append("<h2>Every epoch</h2>" + _epochs_table(records))
     confusion = report.get("test", {}).get("confusion")
     if confusion:

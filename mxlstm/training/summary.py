@@ -87,6 +87,9 @@ def summary_lines(report: dict, out: str | Path) -> list[str]:
     else:
         first += f", best {epochs} {best} of {planned} (by valid {report.get('monitor')})"
     first += f", {_seconds(report.get('seconds'))}"
+    if report.get("resumed"):  # this process's time; the epochs ran in several
+        first += (f" this session ({_seconds(report.get('train_seconds'))} in training "
+                  f"steps over all sessions)")
     quoted = shlex.quote(out)
     name = Path(out.rstrip("/")).name or "model"
     files = ("report.json; each member's metrics.jsonl and checkpoints in members/seed-S/"

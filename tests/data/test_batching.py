@@ -187,8 +187,7 @@ def test_hand_over_shares_memory_outlives_the_numpy_name_and_freezes_it():
 
 
 def test_to_context_moves_batches_off_cpu_shared():
-    batch = pad_batchify()([(np.ones((2, 3), np.float32), 1, 2),
-                            (np.ones((1, 3), np.float32), 1, 1)])  # padded: shared memory
+    batch = pad_batchify()([([1.0, 1.0], 1, 2), ([1.0], 1, 1)])  # lists: Pad's shared memory
     assert all(a.context == mx.Context("cpu_shared", 0) for a in batch)
     moved = to_context([batch, {"k": batch[0]}, "tag"], mx.cpu())
     assert isinstance(moved[0], tuple) and moved[2] == "tag"
@@ -241,3 +240,34 @@ def test_lm_batches_bad_input():
         lm_batches(np.ones(20), 2, 5)
     with pytest.raises(ConfigError):
         lm_batches(np.arange(20), 2, 0)
+
+
+@pytest.mark.parametrize("width", [2, 3])
+@pytest.mark.parametrize("kind", ["ids", "features"])
+def test_numpy_padding_equals_gluonnlp_pad(width, kind):
+    """Numpy features are padded in numpy: the same values and dtypes as GluonNLP's
+    Tuple(Pad, Stack, Stack), on cpu(0) instead of Pad's shared memory."""
+    rng = np.random.default_rng(width)
+    lengths = rng.integers(1, 9, size=17)
+    lengths[3] = 12
+    if kind == "ids":
+        feats = [rng.integers(1, 50, size=n).astype(np.int32) for n in lengths]
+    else:
+        feats = [rng.standard_normal((n, 3)).astype(np.float32) for n in lengths]
+    samples = [(f, i % 4, n)[:width] for i, (f, n) in enumerate(zip(feats, lengths))]
+    got = pad_batchify(pad_val=-2, label_dtype="float32")(samples)
+    pad = nlp.data.batchify.Pad(axis=0, pad_val=-2, ret_length=True)
+    x, valid = pad([s[0] for s in samples])
+    label = nlp.data.batchify.Stack(dtype="float32")([s[1] for s in samples])
+    for mine, ref in zip(got, (x, label, valid.astype("float32"))):
+        assert mine.dtype == ref.dtype and mine.shape == ref.shape
+        assert mine.context == mx.cpu(0)
+        np.testing.assert_array_equal(mine.asnumpy(), ref.asnumpy())
+    assert got[0].shape[1] == 12 and (got[0].asnumpy()[0, lengths[0]:] == -2).all()
+
+
+def test_list_features_still_go_through_gluonnlp_pad():
+    x, _, valid = pad_batchify(pad_val=9)([([1, 2, 3], 0), ([4], 1)])
+    np.testing.assert_array_equal(x.asnumpy(), [[1, 2, 3], [4, 9, 9]])
+    np.testing.assert_array_equal(valid.asnumpy(), [3, 1])
+    assert x.context == mx.Context("cpu_shared", 0)

@@ -24,6 +24,8 @@ from mxlstm.errors import error_reason
 from mxlstm.training import checkpoint
 from mxlstm.training.checkpoint import find_checkpoint
 from mxlstm.training.log import MetricsLog
+from mxlstm.training.summary import _seconds as summary_seconds
+from mxlstm.training.summary import summary_lines
 from mxlstm.training.trainer import Fitter
 
 __all__ = ["_clean_logging"]  # the autouse fixture: no log handler outlives its test
@@ -81,6 +83,11 @@ def test_resume_continues_the_recorded_epochs_not_the_preset(tmp_path, monkeypat
     assert epochs_logged(out) == [1, 2, 3]
     report = json.loads((out / "report.json").read_text())
     assert report["epochs_run"] == 3
+    # the report's seconds are the resuming process's; train_seconds counts every epoch
+    assert report["resumed"] is True
+    assert report["train_seconds"] == pytest.approx(
+        sum(r["seconds"] for r in MetricsLog.read(out / "metrics.jsonl")), abs=0.11)
+    assert " this session (" in summary_lines(report, out)[0]
     # cosine over 3 epochs of 2 steps: the last epoch ends near 0, none runs at 0 before
     lrs = [r["lr"] for r in MetricsLog.read(out / "metrics.jsonl")]
     assert all(lr > 0 for lr in lrs[:2]), lrs
@@ -170,6 +177,43 @@ def test_extend_epochs_of_an_ensemble_extends_every_member(tmp_path, capsys):
         assert json.loads((member / "config.json").read_text())["train"]["epochs"] == 2
     report = json.loads((out / "report.json").read_text())
     assert report["epochs_run"] == [2, 2]
+
+    def members_seconds() -> list[float]:
+        return [sum(r["seconds"] for r in MetricsLog.read(
+            out / "members" / f"seed-{seed}" / "metrics.jsonl")) for seed in (0, 1)]
+
+    # resumed once it is finished: nothing trains, and the report still counts the
+    # members' training (each epoch of both), not only this process's seconds
+    trained(["train", "--task", "text", "--data", str(data), "--out", str(out), "--resume"])
+    again = json.loads((out / "report.json").read_text())
+    assert again["resumed"] is True and again["epochs_run"] == [2, 2]
+    assert again["train_seconds"] == pytest.approx(sum(members_seconds()), abs=0.11)
+    assert [m["train_seconds"] for m in again["members"]] == pytest.approx(
+        members_seconds(), abs=0.051)
+    assert f"this session ({summary_seconds(again['train_seconds'])} in training steps" \
+        in summary_lines(again, out)[0]
+
+
+def test_an_interrupted_ensemble_resumes_its_own_seeds_not_the_presets(tmp_path, monkeypatch,
+                                                                         capsys):
+    """The text preset trains 3 seeds from 0; a run of 2 seeds from 5, interrupted, resumes
+    those 2 (its config.json is written when it stops), and refuses another count."""
+    data = write(tmp_path / "reviews.tsv", _reviews())
+    out = tmp_path / "run"
+    base = ["train", "--task", "text", "--data", str(data), "--out", str(out), *SMALL]
+    stop_in_epoch(monkeypatch, 1)
+    assert main([*base, "--set", "model.embed_size=8", "--set", "train.ensemble=2",
+                 "--seed", "5", "--epochs", "2"]) == 130
+    monkeypatch.undo()
+    _drop_run_log_handlers()
+    assert json.loads((out / "config.json").read_text())["train"]["ensemble"] == 2
+    assert main([*base, "--resume", "--set", "train.ensemble=3"]) == 2
+    assert "train.ensemble (2 -> 3)" in one_error_line(capsys.readouterr().err)
+    trained([*base, "--resume"])
+    assert sorted(p.name for p in (out / "members").iterdir()) == ["seed-5", "seed-6"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["seeds"] == [5, 6] and report["epochs_run"] == [2, 2]
+    assert report["resumed"] is True
 
 
 def test_resume_without_best_is_refused_before_training(tmp_path, capsys):
