@@ -2,7 +2,9 @@
 
 The library is built from ``ops.cc`` (+ ``recurrent.h``, ``cells.h``) and the wheel's own
 ``mxnet/src/lib_api.cc`` with the machine's C++ compiler (``$CXX``, else ``g++``/``c++``),
-``-O3 -march=native -fopenmp``. The cache key hashes the sources, the compiler's version,
+``-O3 -march=native -ffast-math -fopenmp``, each unit compiled on its own and linked
+without ``-ffast-math`` (so that loading it leaves the process's floating-point mode as it
+was). The cache key hashes the sources, the compiler's version,
 the flags, the MXNet version and the CPU's feature flags, so a changed source, compiler or
 machine builds anew. Builds go to a temporary name and are renamed into place (safe when
 several processes build at once). Cache: ``$MXLSTM_KERNEL_CACHE``, else
@@ -26,6 +28,11 @@ UNITS = ("ops.cc", "nll_op.cc")  # the translation units; the headers are in SOU
 # -fno-finite-math-only: NaN must propagate (a diverged run has to show a NaN loss)
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC",
          "-shared", "-std=c++17")
+COMPILE_FLAGS = tuple(f for f in FLAGS if f != "-shared")
+# Linked without -ffast-math: GCC then links crtfastmath.o, whose constructor switches the
+# whole process to flush-to-zero / denormals-are-zero when the library loads (numpy's
+# arithmetic too, with a warning from numpy.finfo); the kernel's own code needs neither.
+LINK_FLAGS = ("-shared", "-fPIC", "-fopenmp")
 LIB_NAME = "libmxlstm_kernels.so"
 
 
@@ -70,7 +77,8 @@ def build_key(cxx: str) -> str:
         h.update((HERE / name).read_bytes())
     h.update((mxnet_dir() / "src" / "lib_api.cc").read_bytes())
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
-    for part in (version.stdout, " ".join(FLAGS), mx.__version__, _cpu_flags()):
+    for part in (version.stdout, " ".join(COMPILE_FLAGS), " ".join(LINK_FLAGS), mx.__version__,
+                 _cpu_flags()):
         h.update(part.encode())
     return h.hexdigest()[:16]
 
@@ -93,14 +101,15 @@ def library_path() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [cxx, *FLAGS, f"-I{mx_dir / 'include'}", f"-I{HERE}",
-           *(str(HERE / unit) for unit in UNITS), str(lib_api), "-o", tmp, "-ldl"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.splitlines() if "error" in ln] or [
-                f"exit {proc.returncode}"]
-            raise BuildError(f"compiling the kernel failed: {lines[0].strip()}")
+        with tempfile.TemporaryDirectory(prefix=".objects-", dir=target.parent) as objects:
+            units = [*(HERE / unit for unit in UNITS), lib_api]
+            for k, unit in enumerate(units):
+                _run_compiler([cxx, *COMPILE_FLAGS, f"-I{mx_dir / 'include'}", f"-I{HERE}",
+                               "-c", str(unit), "-o", os.path.join(objects, f"{k}.o")])
+            _run_compiler([cxx, *LINK_FLAGS,
+                           *(os.path.join(objects, f"{k}.o") for k in range(len(units))),
+                           "-o", tmp, "-ldl"])
         os.replace(tmp, target)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise BuildError(f"compiling the kernel failed: {err}") from err
@@ -108,3 +117,11 @@ def library_path() -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def _run_compiler(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if "error" in ln] or [
+            f"exit {proc.returncode}"]
+        raise BuildError(f"compiling the kernel failed: {lines[0].strip()}")

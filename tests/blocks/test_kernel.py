@@ -380,3 +380,19 @@ def test_unknown_switch_value_is_one_line_and_exit_2(monkeypatch, capsys, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"mxlstm: error: environment variable {name}={value!r}: expected one of "
                    + ", ".join(kernels.SWITCHES[name])]
+
+
+@needs_kernel
+def test_loading_the_kernel_keeps_the_processs_floating_point_mode():
+    """The library is linked without -ffast-math: loading it does not switch the process to
+    flush-to-zero (which made numpy flush subnormals and warn from numpy.finfo)."""
+    code = ("import warnings, numpy as np\n"
+            "from mxlstm import kernels\n"
+            "assert kernels.status() is None, kernels.status()\n"
+            "warnings.simplefilter('error')\n"
+            "np.finfo(np.float64), np.finfo(np.float32)\n"
+            "print(float(np.float32(1e-39) * np.float32(1.0)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout.strip()) == pytest.approx(1e-39, rel=1e-3)
