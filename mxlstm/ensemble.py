@@ -126,7 +126,8 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
 
     out = Path(out)
     started = time.time()
-    resumed = resume and (out / "members").is_dir()
+    had_members = (out / "members").is_dir()
+    resumed = resume and had_members
     if (out / "config.json").exists() and not resume:
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or "
                           f"choose another --out")
@@ -142,8 +143,11 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
                 explicit=None if explicit is None else [*explicit, (own, "ensemble")]))
             _record_config(out, cfg)
     except BaseException:
-        if any(member_dir(out, s).is_dir() for s in member_seeds(cfg)):
-            with contextlib.suppress(OSError):  # the members that ran stay resumable
+        # the members that ran stay resumable (not a new run refused by members of an
+        # earlier one, whose configuration this is not)
+        if (resume or not had_members) and any(member_dir(out, s).is_dir()
+                                                for s in member_seeds(cfg)):
+            with contextlib.suppress(OSError):
                 _record_config(out, cfg)
         raise
     if extend_epochs:  # the ensemble's config.json records the members' new total
