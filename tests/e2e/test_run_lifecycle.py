@@ -209,6 +209,14 @@ def test_an_interrupted_ensemble_resumes_its_own_seeds_not_the_presets(tmp_path,
     assert json.loads((out / "config.json").read_text())["train"]["ensemble"] == 2
     assert main([*base, "--resume", "--set", "train.ensemble=3"]) == 2
     assert "train.ensemble (2 -> 3)" in one_error_line(capsys.readouterr().err)
+    # killed before config.json (SIGKILL): a new run into it is refused by the member
+    # and records nothing of its own configuration there
+    recorded = (out / "config.json").read_text()
+    (out / "config.json").unlink()
+    assert main([*base, "--seed", "5", "--set", "train.ensemble=3"]) == 2
+    assert "--resume" in one_error_line(capsys.readouterr().err)
+    assert not (out / "config.json").exists()
+    (out / "config.json").write_text(recorded)
     trained([*base, "--resume"])
     assert sorted(p.name for p in (out / "members").iterdir()) == ["seed-5", "seed-6"]
     report = json.loads((out / "report.json").read_text())
