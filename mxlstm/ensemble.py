@@ -159,7 +159,7 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
     vocab = member_dir(out, member_seeds(cfg)[0]) / "vocab.json"
     if vocab.exists():  # token models read their inputs with member 0's vocabulary
         write_atomic(out / "vocab.json", vocab.read_text(encoding="utf-8"))
-    _record_config(out, cfg, again=True)
+    write_atomic(out / "config.json", cfg.to_json())
     test = runs.evaluate(out)["test"]
     # every member's epochs, whichever process trained them (a finished member trains
     # nothing when resumed, and its stored report is that of the process that trained it)
@@ -183,11 +183,11 @@ def train_ensemble(cfg: RunConfig, out: str | Path, resume: bool = False,
     return report
 
 
-def _record_config(out: Path, cfg: RunConfig, again: bool = False) -> None:
-    """``out/config.json`` = ``cfg`` (only if it is not there yet, unless ``again``)."""
+def _record_config(out: Path, cfg: RunConfig) -> None:
+    """``out/config.json`` = ``cfg``, unless it is there already."""
     from mxlstm.training.checkpoint import write_atomic
 
-    if again or not (out / "config.json").exists():
+    if not (out / "config.json").exists():
         write_atomic(out / "config.json", cfg.to_json())
 
 
@@ -197,12 +197,10 @@ def resume_ensemble_config(out: Path, cfg: RunConfig,
     seed ensemble: its own ``config.json`` (the same K and seeds, whatever the task's
     preset says now) with the user's explicit keys on top, checked as a single run's resume
     is (:func:`mxlstm.training.resume.resume_config`); ``cfg`` unchanged otherwise."""
-    from mxlstm.training.resume import recorded_config, resume_config
+    from mxlstm.training.resume import resume_config
 
     if not ((out / "members").is_dir() and (out / "config.json").is_file()):
-        return cfg
-    if recorded_config(out).train.ensemble <= 1:
-        return cfg
+        return cfg  # a single run (resumed by runs.train itself), or nothing yet
     return resume_config(out, cfg, explicit)
 
 

@@ -26,16 +26,19 @@ DEFAULT_SHAPES = ("128,512,128,nt", "32,2600,650,nt", "512,128,1024,tn", "2600,6
 
 
 def compile_harness(directory: Path) -> Path:
+    """The harness, compiled with the kernel's flags and linked as the kernel is (without
+    ``-ffast-math``, so that it runs in the floating-point mode the kernel runs in)."""
     cxx = build.compiler()
     if cxx is None:
         raise SystemExit("gemm_ab: no C++ compiler (set CXX or install g++)")
-    exe = directory / "gemm_ab"
-    flags = [f for f in build.FLAGS if f not in ("-shared", "-fPIC")]
-    cmd = [cxx, *flags, f"-I{build.HERE}", str(Path(__file__).with_name("gemm_ab.cc")),
-           "-o", str(exe), "-ldl"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"gemm_ab: compiling failed: {proc.stderr.strip()[:300]}")
+    exe, obj = directory / "gemm_ab", directory / "gemm_ab.o"
+    flags = [f for f in build.COMPILE_FLAGS if f != "-fPIC"]
+    for cmd in ([cxx, *flags, f"-I{build.HERE}", "-c",
+                 str(Path(__file__).with_name("gemm_ab.cc")), "-o", str(obj)],
+                [cxx, "-fopenmp", str(obj), "-o", str(exe), "-ldl"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"gemm_ab: compiling failed: {proc.stderr.strip()[:300]}")
     return exe
 
 

@@ -263,6 +263,15 @@ def profile(cfg: BenchConfig, impl: str, steps: int, warmup: int, trace: str,
     step, _, reference = build(cfg, impl, mode, effective_static_shape(impl, static_shape))
     reference(compute=False)
     time_steps(step, 0, warmup)
+    return profile_steps(step, steps, trace)
+
+
+def profile_steps(step: Callable[[], Any], steps: int, trace: str
+                  ) -> tuple[list[dict[str, Any]], str]:
+    """``steps`` calls of ``step`` (warmed up by the caller) under ``mx.profiler``: the
+    per-operator totals, largest first, and ``mx.profiler.dumps()``'s table; the chrome
+    trace goes to ``trace`` (a file the caller owns: never ``os.devnull``, which the
+    profiler replaces with a regular file)."""
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=trace)
     mx.profiler.set_state("run")
     time_steps(step, steps, 0)

@@ -24,6 +24,8 @@ import time
 
 import mxnet as mx
 
+from mxlstm.bench.configs import time_steps
+from mxlstm.bench.mxnet_runner import format_profile, profile_steps
 from mxlstm.config import apply_overrides
 from mxlstm.tasks import default_config
 from mxlstm.tasks.base import sequence_model
@@ -54,36 +56,26 @@ def training_step_ms(length: int, repeats: int,
                      profile: bool = False) -> tuple[float, float]:
     """``(mean, median)`` ms of one training step (forward, backward, Adam update) of the ``uea``
     preset's model alone in the process, batch 16 of ``length`` steps: the figure to
-    compare between two versions of the code, run alternately in fresh processes."""
+    compare between two versions of the code, run alternately in fresh processes. With
+    ``profile``, MXNet's per-operator totals over 10 more steps are printed."""
     model = _model(length, True)
     trainer = mx.gluon.Trainer(model.collect_params(), "adam", {"learning_rate": 1e-3})
     loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     x = mx.nd.random.normal(shape=(16, length, 1))
     lengths, y = mx.nd.full((16,), length), mx.nd.array([k % 10 for k in range(16)])
 
-    def step() -> float:
-        start = time.perf_counter()
+    def step() -> None:
         with mx.autograd.record():
             out = loss(model(x, lengths), y).mean()
         out.backward()
         trainer.step(16)
         mx.nd.waitall()
-        return time.perf_counter() - start
 
-    for _ in range(5):  # warm-up: graph built, memory planned
-        step()
-    times = [step() for _ in range(repeats)]
-    if profile:  # MXNet's per-operator totals over 10 more steps, slowest first
+    times, _ = time_steps(step, repeats, 5)  # warm-up: graph built, memory planned
+    if profile:
         with tempfile.TemporaryDirectory() as scratch:  # the profiler writes its trace
-            mx.profiler.set_config(profile_all=True, aggregate_stats=True,
-                                   filename=os.path.join(scratch, "profile.json"))
-            mx.profiler.set_state("run")
-            for _ in range(10):
-                step()
-            mx.profiler.set_state("stop")
-            table = mx.profiler.dumps(sort_by="total", ascending=False, reset=True)
-            mx.profiler.dump()  # the trace file, inside the scratch directory
-        print(table[table.index("operator"):][:3000], flush=True)
+            rows, _ = profile_steps(step, 10, os.path.join(scratch, "profile.json"))
+        print(format_profile(rows, 10, 12), flush=True)
     return statistics.mean(times) * 1000, statistics.median(times) * 1000
 
 

@@ -36,42 +36,35 @@ class PadBatchify:
         width = len(samples[0])
         if width not in (2, 3) or any(len(s) != width for s in samples):
             raise DataError("samples must all be (features, label[, length]) tuples")
-        if width == 2:
-            padded = self._padded(samples)
-            if padded is not None:
-                return self.stacked(padded, [s[1] for s in samples],
-                                    [len(s[0]) for s in samples], checked=True)
+        sizes = [len(s[0]) for s in samples]
+        lengths = np.asarray([s[2] for s in samples]) if width == 3 else np.asarray(sizes)
+        if width == 3:
+            _check_lengths(lengths, sizes)
+        x = self._padded(samples)
+        if x is not None:
+            return self.stacked(x, [s[1] for s in samples], lengths, checked=True)
+        if width == 2:  # lists or NDArrays: GluonNLP's Pad
             (x, length), label = self._without_length(samples)
             return x, label, length.astype("float32")
-        lengths = np.asarray([s[2] for s in samples])
-        _check_lengths(lengths, [len(s[0]) for s in samples])
-        first = samples[0][0]
-        if isinstance(first, np.ndarray) and all(
-                isinstance(s[0], np.ndarray) and s[0].shape == first.shape for s in samples):
-            # nothing to pad
-            return self.stacked(np.stack([s[0] for s in samples]).astype(first.dtype,
-                                                                         copy=False),
-                                [s[1] for s in samples], lengths, checked=True)
-        padded = self._padded(samples)
-        if padded is not None:
-            return self.stacked(padded, [s[1] for s in samples], lengths, checked=True)
         return self._with_length(samples)
 
     def _padded(self, samples: Sequence[tuple]) -> np.ndarray | None:
         """The features of ``samples`` right-padded in numpy, ``(N, T_max, ...)``: what
-        GluonNLP's ``Pad`` computes (the first sample's dtype, ``pad_val`` after each end),
-        without its copy into a shared-memory NDArray; None unless every sample's features
-        are a numpy array of at least one axis with the first one's dtype and trailing
-        shape (then ``Pad`` itself runs)."""
+        GluonNLP's ``Pad`` computes (in the first sample's dtype, ``pad_val`` after each
+        end), without its copy into a shared-memory NDArray; None unless every sample's
+        features are a numpy array of at least one axis with the first one's trailing shape
+        (then ``Pad`` itself runs)."""
         first = samples[0][0]
         if not isinstance(first, np.ndarray) or first.ndim == 0:
             return None
-        tail = first.shape[1:]
-        if not all(isinstance(s[0], np.ndarray) and s[0].shape[1:] == tail
-                   and s[0].dtype == first.dtype for s in samples):
+        if not all(isinstance(s[0], np.ndarray) and s[0].shape[1:] == first.shape[1:]
+                   for s in samples):
             return None
+        if all(s[0].shape == first.shape for s in samples):  # nothing to pad
+            return np.stack([s[0] for s in samples]).astype(first.dtype, copy=False)
         longest = max(len(s[0]) for s in samples)
-        out = np.full((len(samples), longest, *tail), self._pad_val, dtype=first.dtype)
+        out = np.full((len(samples), longest, *first.shape[1:]), self._pad_val,
+                      dtype=first.dtype)
         for row, sample in zip(out, samples):
             row[:len(sample[0])] = sample[0]
         return out

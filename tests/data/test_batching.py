@@ -271,3 +271,13 @@ def test_list_features_still_go_through_gluonnlp_pad():
     np.testing.assert_array_equal(x.asnumpy(), [[1, 2, 3], [4, 9, 9]])
     np.testing.assert_array_equal(valid.asnumpy(), [3, 1])
     assert x.context == mx.Context("cpu_shared", 0)
+
+
+def test_mixed_dtypes_are_cast_to_the_first_samples_as_gluonnlp_pad_does():
+    samples = [(np.array([1.7, 2.2]), 0), (np.array([3, 4, 5], np.int32), 1)]
+    x, _, valid = pad_batchify(pad_val=-1)(samples)
+    ref, ref_valid = nlp.data.batchify.Pad(axis=0, pad_val=-1, ret_length=True)(
+        [s[0] for s in samples])
+    assert x.dtype == ref.dtype == np.float64 and x.context == mx.cpu(0)
+    np.testing.assert_array_equal(x.asnumpy(), ref.asnumpy())
+    np.testing.assert_array_equal(valid.asnumpy(), ref_valid.asnumpy())
